@@ -1,0 +1,264 @@
+"""Typed params loaded from ``params.yaml``.
+
+Every stage receives the section it needs as a frozen pydantic model, so a typo in ``params.yaml``
+fails at load time with the offending key instead of deep inside a stage. No side effects at import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(_Section):
+    raw_dir: Path = Path("data/raw")
+    interim_dir: Path = Path("data/interim")
+    processed_dir: Path = Path("data/processed")
+    models_dir: Path = Path("models")
+    reports_dir: Path = Path("reports")
+
+
+class FunnelRates(_Section):
+    mql_to_sql: float = Field(0.19, gt=0, lt=1)
+    sql_to_won: float = Field(0.27, gt=0, lt=1)
+    sql_to_opportunity: float = Field(0.75, gt=0, le=1)
+
+
+class DriftParams(_Section):
+    enabled: bool = False
+    date: str = "2025-09-01"
+    webinar_effect: float = 0.3
+    pricing_effect: float = 1.6
+
+
+class GenerateParams(_Section):
+    seed: int = 42
+    n_leads: int = Field(40000, ge=100)
+    accounts_per_lead: float = Field(0.45, gt=0, le=1)
+    start: str = "2024-01-01"
+    months: int = Field(30, ge=6)
+    seasonality: float = Field(0.25, ge=0, lt=1)
+    mql_points: int = 60
+    rates: FunnelRates = FunnelRates()
+    drift: DriftParams = DriftParams()
+
+
+class ValidateParams(_Section):
+    max_reject_share: float = Field(0.05, ge=0, le=1)
+    future_tolerance_hours: float = Field(24, ge=0)
+    export_time: str | None = None
+
+
+class TargetParams(_Section):
+    stage: str
+    horizon_days: int = Field(gt=0)
+    past_stages: tuple[str, ...]
+
+
+class SplitParams(_Section):
+    train: float = Field(0.6, gt=0)
+    calibration: float = Field(0.2, gt=0)
+    test: float = Field(0.2, gt=0)
+    purge_horizon: bool = True
+    validation_share: float = Field(0.15, gt=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitParams:
+        total = self.train + self.calibration + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"split fractions must sum to 1, got {total:.3f}")
+        return self
+
+
+class SnapshotParams(_Section):
+    every_days: int = Field(30, gt=0)
+    warmup_days: int = Field(60, ge=0)
+    max_lead_age_days: int = Field(365, gt=0)
+    targets: dict[str, TargetParams]
+    split: SplitParams = SplitParams()
+
+
+class FeatureParams(_Section):
+    event_types: tuple[str, ...]
+    windows_days: tuple[int, ...]
+    count_types: tuple[str, ...]
+    recency_types: tuple[str, ...]
+    web_types: tuple[str, ...]
+    active_day_windows: tuple[int, ...]
+    decay_half_life_days: float = Field(gt=0)
+    decay_weights: dict[str, float]
+    size_bands: tuple[int, ...]
+    sweet_spot: tuple[int, int]
+    personal_domains: tuple[str, ...]
+    competitor_domains: tuple[str, ...]
+    target_industries: tuple[str, ...]
+
+    @model_validator(mode="after")
+    def _types_known(self) -> FeatureParams:
+        known = set(self.event_types)
+        for name in ("count_types", "recency_types", "web_types"):
+            unknown = set(getattr(self, name)) - known
+            if unknown:
+                raise ValueError(f"features.{name} lists event types not in event_types: {sorted(unknown)}")
+        unknown = set(self.decay_weights) - known
+        if unknown:
+            raise ValueError(f"features.decay_weights has unknown event types: {sorted(unknown)}")
+        if list(self.size_bands) != sorted(self.size_bands):
+            raise ValueError("features.size_bands must be increasing")
+        return self
+
+
+class BaselinePoints(_Section):
+    size_sweet_spot: float = 15
+    senior_title: float = 20
+    pricing_view: float = 20
+    content_download: float = 15
+    webinar_attend: float = 20
+    demo_view: float = 25
+    email_opens_3plus: float = 10
+    personal_email: float = -10
+    student: float = -25
+    competitor: float = -50
+
+
+class BaselineParams(_Section):
+    mql_points: float = 60
+    window_days: int = 90
+    points: BaselinePoints = BaselinePoints()
+    senior_levels: tuple[str, ...] = ("manager", "director", "vp", "c_level")
+
+
+class TrainParams(_Section):
+    seed: int = 7
+    objective: Literal["binary"] = "binary"
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(15, ge=2)
+    max_depth: int = 6
+    min_child_samples: int = Field(100, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_freq: int = Field(1, ge=0)
+    lambda_l2: float = Field(1.0, ge=0)
+    n_estimators: int = Field(600, ge=1)
+    early_stopping_rounds: int = Field(50, ge=1)
+    num_threads: int = Field(2, ge=1)
+    cat_smooth: float = 10
+    max_cat_to_onehot: int = 8
+
+
+class CalibrateParams(_Section):
+    method: Literal["auto", "sigmoid", "isotonic"] = "auto"
+    isotonic_min_rows: int = 20000
+    isotonic_min_positives: int = 1000
+
+
+class EvaluateParams(_Section):
+    ece_bins: int = Field(10, ge=2)
+    top_fractions: tuple[float, ...] = (0.1, 0.2)
+    segments: tuple[str, ...] = ("lead_source", "industry", "size_band")
+    min_segment_rows: int = 200
+
+
+class StageGoal(_Section):
+    capacity_per_week: float | None = Field(None, gt=0)
+    target_conversion: float | None = Field(None, gt=0, lt=1)
+    min_precision: float | None = Field(None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> StageGoal:
+        set_ = [k for k, v in self.model_dump().items() if v is not None]
+        if len(set_) != 1:
+            raise ValueError(
+                "a stage goal takes exactly one of capacity_per_week, target_conversion, min_precision;"
+                f" got {set_ or 'none'}"
+            )
+        return self
+
+
+class StageRule(_Section):
+    name: str
+    probability: float | None = Field(None, ge=0, le=1)
+    goal: StageGoal | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> StageRule:
+        if (self.probability is None) == (self.goal is None):
+            raise ValueError(f"stage {self.name!r} needs exactly one of `probability` or `goal`")
+        return self
+
+
+class ThresholdParams(_Section):
+    target: str = "sql"
+    stages: tuple[StageRule, ...]
+    grid_points: int = Field(200, ge=10)
+
+    @field_validator("stages")
+    @classmethod
+    def _names_unique(cls, v: tuple[StageRule, ...]) -> tuple[StageRule, ...]:
+        names = [s.name for s in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique: {names}")
+        if not v:
+            raise ValueError("at least one stage rule is required")
+        return v
+
+
+class ExplainParams(_Section):
+    max_rows: int = Field(20000, ge=100)
+    top_features: int = Field(12, ge=1)
+    reasons_per_lead: int = Field(3, ge=1)
+
+
+class PublishParams(_Section):
+    experiment: str = "leadscore"
+    registered_model: str = "lead-propensity"
+
+
+class Params(_Section):
+    """The whole of ``params.yaml``. Sections not yet used by a stage may be absent."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    data: DataParams = DataParams()
+    generate: GenerateParams = GenerateParams()
+    validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    snapshots: SnapshotParams
+    features: FeatureParams
+    baseline: BaselineParams = BaselineParams()
+    train: TrainParams = TrainParams()
+    calibrate: CalibrateParams = CalibrateParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    thresholds: ThresholdParams
+    explain: ExplainParams = ExplainParams()
+    publish: PublishParams = PublishParams()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Params:
+        if self.thresholds.target not in self.snapshots.targets:
+            raise ValueError(
+                f"thresholds.target {self.thresholds.target!r} is not one of snapshots.targets "
+                f"{sorted(self.snapshots.targets)}"
+            )
+        return self
+
+
+def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    """Read ``params.yaml`` (plus optional dotted-key overrides) and return validated params."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"params file not found: {path.resolve()}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return Params.model_validate(raw)
