@@ -21,6 +21,7 @@ class DataParams(_Section):
     raw_dir: Path = Path("data/raw")
     interim_dir: Path = Path("data/interim")
     processed_dir: Path = Path("data/processed")
+    build_dir: Path = Path("build")
     models_dir: Path = Path("models")
     reports_dir: Path = Path("reports")
 

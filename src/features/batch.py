@@ -16,6 +16,7 @@ import pandas as pd
 from ibis import _
 
 from leadscore.config import BaselineParams
+from leadscore.data.contract import STAGE_RANK
 from leadscore.features.derive import derive_features, rule_score
 from leadscore.features.spec import SECONDS_PER_DAY, FeatureSpec
 
@@ -56,6 +57,28 @@ def event_aggregates_expr(events: ibis.Table, examples: ibis.Table, spec: Featur
     return joined.group_by(list(KEYS)).aggregate(**aggs)
 
 
+def stage_aggregates_expr(stages: ibis.Table, examples: ibis.Table) -> ibis.Table:
+    """Per (lead_id, snapshot_ts) funnel position from stage rows strictly before t.
+
+    ``stages`` has lead_id, stage, ts. Examples without stage rows before t are absent (filled later).
+    """
+    joined = examples.select(*KEYS).join(
+        stages.select("lead_id", "stage", "ts"),
+        [examples.lead_id == stages.lead_id, stages.ts < examples.snapshot_ts],
+    )
+    age = (joined.snapshot_ts.epoch_seconds() - joined.ts.epoch_seconds()).cast("float64")
+    rank = joined.stage.substitute({k: float(v) for k, v in STAGE_RANK.items()}, else_=0.0)
+    return joined.group_by(list(KEYS)).aggregate(
+        stage_rank=rank.max(),
+        days_since_stage_change=age.min() / SECONDS_PER_DAY,
+        times_recycled=joined.stage.count(where=joined.stage == "recycled"),
+        days_since_sql=age.min(where=joined.stage == "sql") / SECONDS_PER_DAY,
+    )
+
+
+_ZERO_WHEN_ABSENT = ("stage_rank", "times_recycled")
+
+
 def assemble(
     examples: pd.DataFrame,
     aggregates: pd.DataFrame,
@@ -66,14 +89,14 @@ def assemble(
     """Join examples with their event aggregates and lead attributes; add derived columns and the rule.
 
     ``examples``: lead_id, snapshot_ts (+ any label columns, kept). ``aggregates``: from
-    ``event_aggregates_expr``. ``attributes``: from ``attributes.lead_attributes``.
+    ``event_aggregates_expr`` joined with ``stage_aggregates_expr``. ``attributes``: from ``attributes.lead_attributes``.
     Returns examples' columns + ``spec.model_features`` + ``rule_score``, in the examples' row order.
     """
     out = examples.merge(aggregates, on=list(KEYS), how="left", validate="one_to_one")
-    for name in spec.event_aggregates:
+    for name in (*spec.event_aggregates, *spec.stage_aggregates):
         if name not in out.columns:
             out[name] = np.nan
-        if not name.startswith("days_since_last"):
+        if not name.startswith("days_since") or name in _ZERO_WHEN_ABSENT:
             # No event before t means zero of everything (but an unknown recency stays NaN).
             out[name] = out[name].fillna(0).astype(float)
         else:
@@ -93,6 +116,7 @@ def assemble(
 def build_features(
     con: ibis.BaseBackend,
     events: ibis.Table,
+    stages: ibis.Table,
     examples: pd.DataFrame,
     attributes: pd.DataFrame,
     spec: FeatureSpec,
@@ -101,6 +125,17 @@ def build_features(
     """Feature table for ``examples`` (lead_id, snapshot_ts, ...): the whole batch path in one call."""
     unique = examples[list(KEYS)].drop_duplicates()
     ex_table = con.create_table("_examples", unique, overwrite=True)
-    aggregates = event_aggregates_expr(events, ex_table, spec).to_pandas()
+    ev = event_aggregates_expr(events, ex_table, spec)
+    st = stage_aggregates_expr(stages, ex_table)
+    aggregates = (
+        ev.outer_join(st, list(KEYS))
+        .select(
+            lead_id=ibis.coalesce(ev.lead_id, st.lead_id),
+            snapshot_ts=ibis.coalesce(ev.snapshot_ts, st.snapshot_ts),
+            **{c: ev[c] for c in spec.event_aggregates},
+            **{c: st[c] for c in spec.stage_aggregates},
+        )
+        .to_pandas()
+    )
     aggregates["snapshot_ts"] = aggregates["snapshot_ts"].astype(examples["snapshot_ts"].dtype)
     return assemble(examples, aggregates, attributes, spec, baseline)

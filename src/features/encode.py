@@ -38,7 +38,9 @@ class MatrixEncoder:
             values = cols[name]
             if name in self.lookup_:
                 get = self.lookup_[name].get
-                out[:, j] = [get(v, np.nan) for v in (values.tolist() if hasattr(values, "tolist") else values)]
+                out[:, j] = [
+                    get(v, np.nan) for v in (values.tolist() if hasattr(values, "tolist") else values)
+                ]
             else:
                 out[:, j] = np.asarray(values, dtype=np.float64)
         return out

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from leadscore.config import BaselineParams
+from leadscore.data.contract import STAGE_RANK
 from leadscore.features.attributes import attributes_from_columns
 from leadscore.features.derive import derive_features, rule_score
 from leadscore.features.spec import SECONDS_PER_DAY, FeatureSpec
@@ -26,6 +27,15 @@ class EventArrays:
     lead: np.ndarray
     ts: np.ndarray
     type_code: np.ndarray
+
+
+@dataclass(frozen=True)
+class StageArrays:
+    """Stage-history rows of ``n_leads`` leads: ``lead`` row index, ``ts`` epoch seconds, ``stage`` names."""
+
+    lead: np.ndarray
+    ts: np.ndarray
+    stage: np.ndarray
 
 
 class OnlineFeatureBuilder:
@@ -83,12 +93,37 @@ class OnlineFeatureBuilder:
             out[name] = np.bincount(pairs >> 32, minlength=n).astype(float)
         return out
 
+    def stage_aggregates(self, as_of: np.ndarray, stages: StageArrays) -> dict[str, np.ndarray]:
+        """``spec.stage_aggregates`` from stage rows strictly before each lead's ``as_of``."""
+        n = len(as_of)
+        age = as_of[stages.lead] - stages.ts
+        keep = age > 0
+        lead, age, stage = stages.lead[keep], age[keep].astype(np.float64), stages.stage[keep]
+        rank = np.fromiter((STAGE_RANK.get(s, 0) for s in stage), dtype=np.float64, count=len(stage))
+        best = np.zeros(n)
+        np.maximum.at(best, lead, rank)
+        last = np.full(n, np.inf)
+        np.minimum.at(last, lead, age)
+        is_sql = stage == "sql"
+        last_sql = np.full(n, np.inf)
+        np.minimum.at(last_sql, lead[is_sql], age[is_sql])
+        recycled = np.bincount(lead[stage == "recycled"], minlength=n).astype(float)
+        last[np.isinf(last)] = np.nan
+        last_sql[np.isinf(last_sql)] = np.nan
+        return {
+            "stage_rank": best,
+            "days_since_stage_change": last / SECONDS_PER_DAY,
+            "times_recycled": recycled,
+            "days_since_sql": last_sql / SECONDS_PER_DAY,
+        }
+
     def build(
         self,
         as_of: np.ndarray,
         created_at: np.ndarray,
         raw_attributes: dict[str, np.ndarray],
         events: EventArrays,
+        stages: StageArrays,
     ) -> dict[str, np.ndarray]:
         """All model features + ``rule_score`` for n leads.
 
@@ -97,6 +132,7 @@ class OnlineFeatureBuilder:
         _industry, employees, annual_revenue, tech_stack).
         """
         cols = self.event_aggregates(as_of, events)
+        cols.update(self.stage_aggregates(as_of, stages))
         cols.update(attributes_from_columns(raw_attributes, self.spec.params))
         cols["lead_age_days"] = (as_of - created_at).astype(np.float64) / SECONDS_PER_DAY
         cols.update(derive_features(cols, self.spec))

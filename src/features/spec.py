@@ -19,12 +19,26 @@ from leadscore.config import FeatureParams
 SECONDS_PER_DAY: Final = 86400
 
 #: Categorical model inputs (LightGBM native categoricals; vocabularies are stored in the bundle).
-CATEGORICAL: Final = ("industry", "country", "lead_source", "seniority", "department", "email_type",
-                      "size_band")
+CATEGORICAL: Final = (
+    "industry",
+    "country",
+    "lead_source",
+    "seniority",
+    "department",
+    "email_type",
+    "size_band",
+)
 
 #: Lead / account attributes used as numeric features.
-ATTRIBUTE_NUMERIC: Final = ("employees", "annual_revenue", "tech_stack_size", "in_sweet_spot",
-                            "target_industry", "is_student", "lead_age_days")
+ATTRIBUTE_NUMERIC: Final = (
+    "employees",
+    "annual_revenue",
+    "tech_stack_size",
+    "in_sweet_spot",
+    "target_industry",
+    "is_student",
+    "lead_age_days",
+)
 
 
 @dataclass(frozen=True)
@@ -57,9 +71,7 @@ class FeatureSpec:
     @property
     def count_features(self) -> tuple[tuple[str, str, int], ...]:
         """(name, event_type, window) for every windowed count."""
-        return tuple(
-            (self.count_name(et, w), et, w) for et in self.params.count_types for w in self.windows
-        )
+        return tuple((self.count_name(et, w), et, w) for et in self.params.count_types for w in self.windows)
 
     @property
     def recency_features(self) -> tuple[tuple[str, str], ...]:
@@ -82,13 +94,18 @@ class FeatureSpec:
         )
 
     @property
+    def stage_aggregates(self) -> tuple[str, ...]:
+        """Columns computed from the stage history strictly before t (where the lead is in the funnel)."""
+        return ("stage_rank", "days_since_stage_change", "times_recycled", "days_since_sql")
+
+    @property
     def derived(self) -> tuple[str, ...]:
         """Columns computed from the aggregates by ``derive.derive_features`` (shared code)."""
         return ("return_visit_7d", "email_click_rate", "high_intent_30d", "unsubscribed")
 
     @property
     def numeric(self) -> tuple[str, ...]:
-        return (*self.event_aggregates, *self.derived, *ATTRIBUTE_NUMERIC)
+        return (*self.event_aggregates, *self.stage_aggregates, *self.derived, *ATTRIBUTE_NUMERIC)
 
     @property
     def categorical(self) -> tuple[str, ...]:

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from leadscore.config import BaselineParams, load_params
 from leadscore.features.attributes import lead_attributes
 from leadscore.features.batch import build_features
-from leadscore.features.online import EventArrays, OnlineFeatureBuilder
+from leadscore.data.contract import STAGES
+from leadscore.features.online import EventArrays, OnlineFeatureBuilder, StageArrays
 from leadscore.features.spec import FeatureSpec
 
 PARAMS = load_params("params.yaml")
@@ -35,7 +36,7 @@ def _leads(n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
             "lead_id": [f"L{i}" for i in range(n)],
             "account_id": [f"A{i % 2}" if i % 3 else None for i in range(n)],
             "created_at": [T0 - timedelta(days=100 + i) for i in range(n)],
-            "email_domain": ["gmail.com", "acme.com", "rivalcrm.io", None][: n] + ["acme.com"] * max(0, n - 4),
+            "email_domain": ["gmail.com", "acme.com", "rivalcrm.io", None][:n] + ["acme.com"] * max(0, n - 4),
             "job_title": ["VP Marketing", "Student", "Sr. Engineer", None][:n] + ["CEO"] * max(0, n - 4),
             "seniority": [None, None, "manager", None][:n] + [None] * max(0, n - 4),
             "department": [None] * n,
@@ -44,28 +45,65 @@ def _leads(n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         }
     )
     accounts = pd.DataFrame(
-        {"account_id": ["A0", "A1"], "industry": ["software", "retail"], "employees": [120, 7000],
-         "annual_revenue": [1e7, 2e9], "country": ["US", "DE"], "tech_stack": ["hubspot;aws", None]}
+        {
+            "account_id": ["A0", "A1"],
+            "industry": ["software", "retail"],
+            "employees": [120, 7000],
+            "annual_revenue": [1e7, 2e9],
+            "country": ["US", "DE"],
+            "tech_stack": ["hubspot;aws", None],
+        }
     )
     return leads, accounts
 
 
-def _online(leads: pd.DataFrame, accounts: pd.DataFrame, events: pd.DataFrame, examples: pd.DataFrame):
+def _flatten(examples: pd.DataFrame, rows_of: dict, table: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Every example gets the lead's full history; the builder must cut it at as_of itself."""
+    flat = examples.reset_index(drop=True).merge(table, on="lead_id")
+    rows = np.array(
+        [rows_of[(a, b)] for a, b in zip(flat.lead_id, flat.snapshot_ts, strict=True)], dtype=np.int64
+    )
+    return flat, rows
+
+
+def _secs(values: pd.Series) -> np.ndarray:
+    return pd.to_datetime(values).astype("datetime64[s]").astype(np.int64).to_numpy()
+
+
+def _online(
+    leads: pd.DataFrame,
+    accounts: pd.DataFrame,
+    events: pd.DataFrame,
+    stages: pd.DataFrame,
+    examples: pd.DataFrame,
+):
     builder = OnlineFeatureBuilder(SPEC, BASELINE)
     frame = examples.merge(leads, on="lead_id").merge(
-        accounts.rename(columns={"industry": "_industry", "country": "_acc_country"}), on="account_id",
+        accounts.rename(columns={"industry": "_industry", "country": "_acc_country"}),
+        on="account_id",
         how="left",
     )
     index = {(r.lead_id, r.snapshot_ts): i for i, r in enumerate(frame.itertuples())}
-    # Every example gets the lead's full event history; the builder must cut it at as_of itself.
-    ev = examples.reset_index(drop=True).assign(_row=lambda d: d.index).merge(events, on="lead_id")
-    rows = np.array([index[(a, b)] for a, b in zip(ev.lead_id, ev.snapshot_ts, strict=True)], dtype=np.int64)
-    secs = lambda s: (pd.to_datetime(s).astype("datetime64[s]").astype(np.int64)).to_numpy()  # noqa: E731
-    arrays = EventArrays(lead=rows, ts=secs(ev.ts), type_code=builder.type_codes(ev.event_type.tolist()))
-    raw = {c: frame[c].to_numpy(dtype=object) for c in
-           ("job_title", "seniority", "department", "country", "lead_source", "email_domain", "_industry",
-            "employees", "annual_revenue", "tech_stack")}
-    cols = builder.build(secs(frame.snapshot_ts), secs(frame.created_at), raw, arrays)
+    ev, ev_rows = _flatten(examples, index, events)
+    arrays = EventArrays(lead=ev_rows, ts=_secs(ev.ts), type_code=builder.type_codes(ev.event_type.tolist()))
+    sh, sh_rows = _flatten(examples, index, stages)
+    stage_arrays = StageArrays(lead=sh_rows, ts=_secs(sh.ts), stage=sh.stage.to_numpy(dtype=object))
+    raw = {
+        c: frame[c].to_numpy(dtype=object)
+        for c in (
+            "job_title",
+            "seniority",
+            "department",
+            "country",
+            "lead_source",
+            "email_domain",
+            "_industry",
+            "employees",
+            "annual_revenue",
+            "tech_stack",
+        )
+    }
+    cols = builder.build(_secs(frame.snapshot_ts), _secs(frame.created_at), raw, arrays, stage_arrays)
     return frame[["lead_id", "snapshot_ts"]].assign(**{k: v for k, v in cols.items()})
 
 
@@ -86,9 +124,23 @@ event_strategy = st.lists(
 )
 
 
+stage_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 3), st.sampled_from(_BOUNDARIES + [-50 * 86400, -400 * 86400]), st.sampled_from(STAGES)
+    ),
+    max_size=8,
+)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(events=event_strategy, snap_offsets=st.lists(st.integers(-3, 3), min_size=1, max_size=3, unique=True))
-def test_batch_equals_online(con: ibis.BaseBackend, events: list, snap_offsets: list[int]) -> None:
+@given(
+    events=event_strategy,
+    stage_rows=stage_strategy,
+    snap_offsets=st.lists(st.integers(-3, 3), min_size=1, max_size=3, unique=True),
+)
+def test_batch_equals_online(
+    con: ibis.BaseBackend, events: list, stage_rows: list, snap_offsets: list[int]
+) -> None:
     leads, accounts = _leads(4)
     ev = pd.DataFrame(
         {
@@ -102,10 +154,21 @@ def test_batch_equals_online(con: ibis.BaseBackend, events: list, snap_offsets: 
         columns=["lead_id", "snapshot_ts"],
     )
     examples["snapshot_ts"] = examples["snapshot_ts"].astype("datetime64[us]")
-    table = con.create_table("events", ev if len(ev) else ev.astype({"lead_id": str, "event_type": str}),
-                             overwrite=True)
-    batch = build_features(con, table, examples, lead_attributes(leads, accounts, SPEC.params), SPEC, BASELINE)
-    online = _online(leads, accounts, ev, examples)
+    sh = pd.DataFrame(
+        {
+            "lead_id": pd.Series([f"L{i}" for i, _, _ in stage_rows], dtype=object),
+            "ts": pd.to_datetime([T0 + timedelta(seconds=s) for _, s, _ in stage_rows]).astype(
+                "datetime64[us]"
+            ),
+            "stage": pd.Series([s for _, _, s in stage_rows], dtype=object),
+        }
+    )
+    table = con.create_table("events", ev.astype({"lead_id": str, "event_type": str}), overwrite=True)
+    stage_table = con.create_table("stages", sh.astype({"lead_id": str, "stage": str}), overwrite=True)
+    batch = build_features(
+        con, table, stage_table, examples, lead_attributes(leads, accounts, SPEC.params), SPEC, BASELINE
+    )
+    online = _online(leads, accounts, ev, sh, examples)
     merged = batch.merge(online, on=["lead_id", "snapshot_ts"], suffixes=("_b", "_o"))
     assert len(merged) == len(examples)
     for col in [*SPEC.model_features, "rule_score"]:
@@ -113,5 +176,6 @@ def test_batch_equals_online(con: ibis.BaseBackend, events: list, snap_offsets: 
         if col in SPEC.categorical:
             assert b.tolist() == o.tolist(), col
         else:
-            np.testing.assert_allclose(b.to_numpy(float), o.to_numpy(float), rtol=1e-9, atol=1e-9,
-                                       equal_nan=True, err_msg=col)
+            np.testing.assert_allclose(
+                b.to_numpy(float), o.to_numpy(float), rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=col
+            )

@@ -1,0 +1,172 @@
+"""The ``leadscore`` command line: one command per pipeline stage, plus serving and batch scoring.
+
+Every stage command reads ``params.yaml`` (``--params``) and calls the stage's ``run_*`` function; the
+stage modules are imported lazily so ``leadscore --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from leadscore.config import Params, load_params
+
+app = typer.Typer(
+    name="leadscore",
+    help="Lead propensity pipeline: demo data, validation, point-in-time features, LightGBM, serving.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="Path to params.yaml.")]
+
+
+def _params(path: Path) -> Params:
+    try:
+        return load_params(path)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.secho(f"error: invalid params ({path}):\n{exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _timed(stage: str, fn, *args):  # noqa: ANN001, ANN202 - thin wrapper
+    """Run a stage, print its wall time on stderr, turn domain errors into a clean exit."""
+    start = time.perf_counter()
+    try:
+        result = fn(*args)
+    except (ValueError, FileNotFoundError) as exc:
+        typer.secho(f"error in stage {stage}: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    typer.secho(f"[{stage}] done in {time.perf_counter() - start:.1f}s", fg="green", err=True)
+    return result
+
+
+@app.command()
+def generate(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Generate the demo B2B funnel into data/raw/ (the first stage when no real export is given)."""
+    from leadscore.data.generate import generate as gen
+    from leadscore.data.generate import write_tables
+
+    p = _params(params)
+    tables = _timed("generate", gen, p.generate, p.features)
+    write_tables(tables, p.data.raw_dir)
+    typer.echo(json.dumps({k: len(v) for k, v in tables.items()}))
+
+
+@app.command()
+def validate(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Validate data/raw/ against the contract; write clean tables and the quarantine."""
+    from leadscore.data.validate import run_validate
+
+    _timed("validate", run_validate, _params(params))
+
+
+@app.command()
+def snapshots(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Point-in-time examples and labels per target, split by time."""
+    from leadscore.features.stage import run_snapshots
+
+    _timed("snapshots", run_snapshots, _params(params))
+
+
+@app.command()
+def features(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Feature tables per target and split (batch builder on DuckDB)."""
+    from leadscore.features.stage import run_features
+
+    typer.echo(json.dumps(_timed("features", run_features, _params(params))))
+
+
+@app.command()
+def train(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Train one LightGBM model per target and calibrate it on the calibration slice."""
+    from leadscore.models.train import run_train
+
+    _timed("train", run_train, _params(params))
+
+
+@app.command()
+def evaluate(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Evaluate model, rule baseline and oracle on the out-of-time test slice."""
+    from leadscore.models.evaluate import run_evaluate
+
+    _timed("evaluate", run_evaluate, _params(params))
+
+
+@app.command()
+def thresholds(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Choose stage thresholds from goals on the calibration slice; write the threshold table."""
+    from leadscore.models.thresholds import run_thresholds
+
+    _timed("thresholds", run_thresholds, _params(params))
+
+
+@app.command()
+def bundle(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Assemble the checksummed scoring bundle under models/."""
+    from leadscore.models.bundle import run_bundle
+
+    _timed("bundle", run_bundle, _params(params))
+
+
+@app.command()
+def explain(params: ParamsOpt = Path("params.yaml")) -> None:
+    """SHAP explanations, funnel metrics and the HTML report for marketing."""
+    from leadscore.models.explain import run_explain
+
+    _timed("explain", run_explain, _params(params))
+
+
+@app.command()
+def publish(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Log the run to MLflow and register the bundle as a model version."""
+    from leadscore.models.registry import run_publish
+
+    _timed("publish", run_publish, _params(params))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Overrides LEADSCORE_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides LEADSCORE_PORT.")] = None,
+) -> None:
+    """Serve the scoring API (settings from LEADSCORE_* environment variables)."""
+    from leadscore.serve.main import run_server
+
+    run_server(host=host, port=port)
+
+
+@app.command()
+def score(
+    input: Annotated[Path, typer.Argument(help="Leads to score: CSV or Parquet (see docs/scoring.md).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write scores (.csv or .parquet).")],
+    bundle_dir: Annotated[Path, typer.Option("--bundle", help="Bundle directory.")] = Path("models"),
+    events: Annotated[Path | None, typer.Option(help="Events of these leads (CSV/Parquet).")] = None,
+    as_of: Annotated[str | None, typer.Option(help="Score as of this time (default: now, UTC).")] = None,
+    explain: Annotated[bool, typer.Option(help="Add top reasons.")] = True,
+) -> None:
+    """Score a file of leads offline with the same code path as the API (for CRM bulk imports)."""
+    from leadscore.serve.offline import score_file
+
+    _timed("score", score_file, input, output, bundle_dir, events, as_of, explain)
+
+
+@app.command("train-table")
+def train_table(
+    export: Annotated[Path, typer.Argument(help="A flat export: one row per lead (CSV or Parquet).")],
+    target: Annotated[str, typer.Option(help="The outcome column.")],
+    params: ParamsOpt = Path("params.yaml"),
+    out: Annotated[Path, typer.Option(help="Output folder for bundle and reports.")] = Path("flat"),
+) -> None:
+    """Train on a flat export (one row per lead) with the leakage guard; writes a servable bundle."""
+    from leadscore.models.flat import run_train_table
+
+    _timed("train-table", run_train_table, export, target, _params(params), out)
+
+
+if __name__ == "__main__":
+    app()
