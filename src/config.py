@@ -7,10 +7,10 @@ fails at load time with the offending key instead of deep inside a stage. No sid
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -152,6 +152,7 @@ class TrainParams(_Section):
     num_threads: int = Field(2, ge=1)
     cat_smooth: float = 10
     max_cat_to_onehot: int = 8
+    monotone_intent: bool = True  # engagement never lowers, staleness never raises a score
 
 
 class CalibrateParams(_Section):
@@ -222,6 +223,164 @@ class PublishParams(_Section):
     registered_model: str = "lead-propensity"
 
 
+# --- bring your own data: column mappings (issue 6) ----------------------------------------------------
+
+#: Contract tables a mapping can fill (``leadscore.data.contract.TABLES``).
+MappedTable = Literal["accounts", "leads", "events", "stage_history"]
+
+
+class _Source(_Section):
+    """One source file of a contract table. Date options default to the mapping's."""
+
+    file: str  # a table name in data.raw_dir: `Lead` reads Lead.csv / Lead.parquet / Lead/ (suffix optional)
+    date_format: str | None = None  # strftime ("%m/%d/%Y %I:%M %p"); "auto": per value; null: the mapping's
+    dayfirst: bool | None = None
+    timezone: str | None = None  # IANA zone of timestamps without an offset; null: the mapping's
+
+
+class LookupParams(_Section):
+    """Replace ``column``'s values by a lookup in another file (e.g. opportunity id -> lead id)."""
+
+    column: str  # the column of this source holding the key
+    file: str  # the file to look the key up in
+    key: str  # the column of ``file`` that matches ``column``
+    value: str  # the column of ``file`` whose value replaces it
+
+
+class RowsSource(_Source):
+    """A file whose rows become rows of the table: renamed columns, mapped values, constants."""
+
+    kind: Literal["rows"] = "rows"
+    columns: dict[str, str | tuple[str, ...]]  # source column -> contract column (or several)
+    values: dict[str, dict[str, str | None]] = {}  # contract column -> {source value: contract value | null}
+    constants: dict[str, str | float | None] = {}  # contract column -> the same value on every row
+    where: dict[str, tuple[str, ...]] = {}  # keep only rows whose source column holds one of these values
+    explode: dict[str, str] = {}  # source column -> separator: one row per listed value ("1;2;3")
+    lookup: LookupParams | None = None
+    deduplicate: bool = False  # keep the first of rows identical after mapping (accounts from a leads file)
+
+
+class LifecycleSource(_Source):
+    """One row per contact with a date column per stage reached -> one stage row per filled date."""
+
+    kind: Literal["lifecycle"]
+    id_column: str  # the contact / lead id
+    stages: dict[str, str]  # date column -> contract stage
+    reason_column: str | None = None  # e.g. a disqualification reason, put on the disqualified row
+
+
+class DealsSource(_Source):
+    """Deals / opportunities keyed by lead id -> opportunity at creation, closed_won/lost at close.
+
+    Only these four columns are ever read: deal attributes (amount, owner, deal stage, ...) exist only
+    once a deal exists, so they never reach the leads table (point in time, by construction).
+    """
+
+    kind: Literal["deals"]
+    lead_id_column: str
+    created_column: str
+    closed_column: str
+    status_column: str
+    won_values: tuple[str, ...]
+    lost_values: tuple[str, ...]
+    open_values: tuple[str, ...] = ()  # other statuses are quarantined (unmapped), never dropped silently
+    created_stage: str = "opportunity"  # the stage a lead reaches when its deal is created
+
+
+def _source_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("kind", "rows"))
+    return str(getattr(value, "kind", "rows"))
+
+
+Source = Annotated[
+    Annotated[RowsSource, Tag("rows")] | Annotated[LifecycleSource, Tag("lifecycle")]
+    | Annotated[DealsSource, Tag("deals")],
+    Discriminator(_source_kind),
+]
+
+
+class MappingParams(_Section):
+    """How a CRM export in ``data.raw_dir`` becomes the contract tables (see docs/byod.md)."""
+
+    date_format: str | None = None  # null: ISO 8601, else each value parsed on its own (mixed formats)
+    dayfirst: bool = False  # 03/04/2024 is 3 April (only when date_format is null)
+    timezone: str = "UTC"  # IANA zone of timestamps without an offset
+    missing_values: tuple[str, ...] = ("N/A", "#N/A", "-", "--", "Select", "null", "None")
+    tables: dict[MappedTable, tuple[Source, ...]]
+
+    @model_validator(mode="after")
+    def _kinds_fit_tables(self) -> MappingParams:
+        for table, sources in self.tables.items():
+            for i, src in enumerate(sources):
+                if src.kind != "rows" and table != "stage_history":
+                    raise ValueError(
+                        f"mapping.tables.{table}[{i}]: kind {src.kind!r} only fills stage_history"
+                    )
+        return self
+
+
+# --- bring your own data: flat exports and the leakage guard (issue 6) ----------------------------------
+
+
+class LeakageParams(_Section):
+    """Evidence thresholds of the leakage guard (``leadscore.models.leakage``)."""
+
+    auc_threshold: float = Field(0.95, gt=0.5, le=1)  # one column alone predicts the outcome this well
+    missing_high: float = Field(0.95, gt=0, le=1)  # missing in >= this share of one class ...
+    missing_low: float = Field(0.05, ge=0, lt=1)  # ... and in <= this share of the other
+    min_class_rows: int = Field(10, ge=1)  # statistical checks need this many rows of each class
+    value_min_share: float = Field(0.01, ge=0, le=1)  # follow-up values must cover this share of rows
+    name_patterns: tuple[str, ...] = (
+        r"(^|_)(closed?|won|lost|opportunit(y|ies)|opp|deals?|contracts?|renewals?|churn(ed)?)(_|$)",
+        r"(^|_)(stage|status|reason|amount|converted|owner|quote|proposal|negotiation|forecast)(_|$)",
+        r"sales_owner|meeting_held|demo_(completed|held|done)|sales_activit|last_contacted|days_to_close",
+    )
+    value_patterns: tuple[str, ...] = (
+        r"\b(closed|won|lost|converted|churned)\b",
+        r"\b(opportunity|deal|contract|renewal|proposal|negotiation)\b",
+        r"\b(meeting|demo|call) (held|completed|done)\b",
+    )
+
+
+class FlatSplitParams(_Section):
+    """Fractions of the flat export (by date when there is a date column): train < calibration < test."""
+
+    train: float = Field(0.6, gt=0)
+    calibration: float = Field(0.2, gt=0)
+    test: float = Field(0.2, gt=0)
+    validation_share: float = Field(0.15, gt=0, lt=0.5)  # last share of train, for early stopping
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> FlatSplitParams:
+        total = self.train + self.calibration + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"flat.split fractions must sum to 1, got {total:.3f}")
+        return self
+
+
+class FlatParams(_Section):
+    """``leadscore train-table``: cleaning a one-row-per-lead export (``leadscore.data.flat``)."""
+
+    positive_values: tuple[str, ...] = ()  # outcome values meaning converted; empty: 1/yes/true/y
+    negative_values: tuple[str, ...] = ()  # empty: every other value is negative (with positive_values)
+    date_column: str | None = None  # time-ordered split on this column; null: stratified (optimistic)
+    dayfirst: bool = False
+    id_columns: tuple[str, ...] = ()  # always dropped (besides columns detected as ids)
+    drop_columns: tuple[str, ...] = ()  # dropped on request
+    placeholders: tuple[str, ...] = ("", "-", "--", "?", "n/a", "#n/a", "nan", "null", "none", "select",
+                                     "unknown", "not provided")
+    high_cardinality_share: float = Field(0.5, gt=0, le=1)  # more distinct values per row: free text, dropped
+    max_categories: int = Field(30, ge=1)  # keep the most frequent categories, the rest become "other"
+    min_category_rows: int = Field(5, ge=1)  # rarer categories become "other"
+    numeric_share: float = Field(0.9, gt=0, le=1)  # a text column is a number when this share parses
+    date_share: float = Field(0.9, gt=0, le=1)  # ... a date when this share parses as a date
+    max_reject_share: float = Field(0.2, ge=0, le=1)  # fail when more rows than this are quarantined
+    allow_columns: tuple[str, ...] = ()  # columns the leakage guard flags but you know are honest
+    leakage: LeakageParams = LeakageParams()
+    split: FlatSplitParams = FlatSplitParams()
+
+
 class Params(_Section):
     """The whole of ``params.yaml``. Sections not yet used by a stage may be absent."""
 
@@ -239,6 +398,8 @@ class Params(_Section):
     thresholds: ThresholdParams
     explain: ExplainParams = ExplainParams()
     publish: PublishParams = PublishParams()
+    mapping: MappingParams | None = None  # null: data/raw already follows the contract
+    flat: FlatParams = FlatParams()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:

@@ -11,7 +11,9 @@ industry change slowly, so the leak is small, but it is a leak in principle.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -110,15 +112,29 @@ def lead_attributes(leads: pd.DataFrame, accounts: pd.DataFrame, params: Feature
     return pd.DataFrame({"lead_id": frame["lead_id"].to_numpy(), "created_at": frame["created_at"], **attrs})
 
 
-def _to_float(values: np.ndarray) -> np.ndarray:
-    """Numbers (or numeric strings) as float; anything else as NaN."""
-    out = np.full(len(values), np.nan)
-    for i, v in enumerate(values):
-        try:
-            out[i] = float(v) if v is not None and v is not pd.NA else np.nan
-        except (TypeError, ValueError):
-            out[i] = np.nan
-    return out
+def _per_unique(values: np.ndarray, fn: Callable[[Any], Any]) -> list[Any]:
+    """``[fn(v) for v in values]``, calling ``fn`` once per distinct value (a million leads share a few
+    thousand titles); tiny inputs (the online path) skip the factorize overhead."""
+    if len(values) <= 16:
+        return [fn(v) for v in values]
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    mapped = [fn(u) for u in uniques]
+    missing = fn(None)
+    return [mapped[c] if c >= 0 else missing for c in codes]
+
+
+def _to_float(value: Any) -> float:
+    """A number (or numeric string) as float; anything else as NaN."""
+    if value is None or value is pd.NA:
+        return np.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _tech_stack_size(value: Any) -> float:
+    return float(len([x for x in value.split(";") if x.strip()])) if isinstance(value, str) else np.nan
 
 
 def attributes_from_columns(cols: dict[str, np.ndarray], params: FeatureParams) -> dict[str, np.ndarray]:
@@ -126,26 +142,23 @@ def attributes_from_columns(cols: dict[str, np.ndarray], params: FeatureParams) 
 
     Shared by the batch builder and the online builder (which passes one-element arrays).
     """
-    titles = cols["job_title"]
-    parsed = [parse_title(t if isinstance(t, str) else None) for t in titles]
-    given_sen = [_clean_category(v) for v in cols["seniority"]]
-    given_dep = [_clean_category(v) for v in cols["department"]]
+    parsed = _per_unique(cols["job_title"], lambda t: parse_title(t if isinstance(t, str) else None))
+    given_sen = _per_unique(cols["seniority"], _clean_category)
+    given_dep = _per_unique(cols["department"], _clean_category)
     # A seniority/department the CRM filled in wins over the parsed title; unknown values fall back.
-    seniority = [g if g in SENIORITIES else p[0] for g, p in zip(given_sen, parsed, strict=True)]
+    seniority = np.array(
+        [g if g in SENIORITIES else p[0] for g, p in zip(given_sen, parsed, strict=True)], dtype=object
+    )
     department = [g if g in DEPARTMENTS else p[1] for g, p in zip(given_dep, parsed, strict=True)]
-    employees = _to_float(cols["employees"])
-    revenue = _to_float(cols["annual_revenue"])
-    industry = [_clean_category(v) for v in cols["_industry"]]
+    employees = np.asarray(_per_unique(cols["employees"], _to_float), dtype=float)
+    revenue = np.asarray(_per_unique(cols["annual_revenue"], _to_float), dtype=float)
+    industry = np.array(_per_unique(cols["_industry"], _clean_category), dtype=object)
     tech = cols.get("tech_stack")
+    n = len(employees)
     tech_size = (
-        np.array(
-            [
-                float(len([x for x in str(v).split(";") if x.strip()])) if isinstance(v, str) else np.nan
-                for v in tech
-            ]
-        )
+        np.asarray(_per_unique(tech, _tech_stack_size), dtype=float)
         if tech is not None
-        else np.full(len(titles), np.nan)
+        else np.full(n, np.nan)
     )
     lo, hi = params.sweet_spot
     as_obj = lambda values: np.asarray(values, dtype=object)  # noqa: E731
@@ -154,13 +167,13 @@ def attributes_from_columns(cols: dict[str, np.ndarray], params: FeatureParams) 
         "annual_revenue": revenue,
         "tech_stack_size": tech_size,
         "in_sweet_spot": ((employees >= lo) & (employees <= hi)).astype(float),
-        "target_industry": np.array([float(i in params.target_industries) for i in industry]),
-        "is_student": np.array([float(s == "student") for s in seniority]),
-        "industry": as_obj(industry),
-        "country": as_obj([_clean_category(v) for v in cols["country"]]),
-        "lead_source": as_obj([_clean_category(v) for v in cols["lead_source"]]),
-        "seniority": as_obj(seniority),
+        "target_industry": np.isin(industry, list(params.target_industries)).astype(float),
+        "is_student": (seniority == "student").astype(float),
+        "industry": industry,
+        "country": as_obj(_per_unique(cols["country"], _clean_category)),
+        "lead_source": as_obj(_per_unique(cols["lead_source"], _clean_category)),
+        "seniority": seniority,
         "department": as_obj(department),
-        "email_type": as_obj([email_type(d, params) for d in cols["email_domain"]]),
-        "size_band": as_obj([size_band(e, params.size_bands) for e in employees]),
+        "email_type": as_obj(_per_unique(cols["email_domain"], lambda d: email_type(d, params))),
+        "size_band": as_obj(_per_unique(employees, lambda e: size_band(e, params.size_bands))),
     }

@@ -89,7 +89,8 @@ def assemble(
     """Join examples with their event aggregates and lead attributes; add derived columns and the rule.
 
     ``examples``: lead_id, snapshot_ts (+ any label columns, kept). ``aggregates``: from
-    ``event_aggregates_expr`` joined with ``stage_aggregates_expr``. ``attributes``: from ``attributes.lead_attributes``.
+    ``event_aggregates_expr`` joined with ``stage_aggregates_expr``.
+    ``attributes``: from ``attributes.lead_attributes``.
     Returns examples' columns + ``spec.model_features`` + ``rule_score``, in the examples' row order.
     """
     out = examples.merge(aggregates, on=list(KEYS), how="left", validate="one_to_one")

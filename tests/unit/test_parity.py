@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leadscore.config import BaselineParams, load_params
+from leadscore.data.contract import STAGES
 from leadscore.features.attributes import lead_attributes
 from leadscore.features.batch import build_features
-from leadscore.data.contract import STAGES
 from leadscore.features.online import EventArrays, OnlineFeatureBuilder, StageArrays
 from leadscore.features.spec import FeatureSpec
 

@@ -63,8 +63,13 @@ def _random_world(seed: int, n_leads: int = 300, days: int = 900) -> dict[str, p
         }
     )
     accounts = pd.DataFrame(
-        {"account_id": pd.Series([], dtype=object), "industry": [], "employees": [], "annual_revenue": [],
-         "country": []}
+        {
+            "account_id": pd.Series([], dtype=object),
+            "industry": [],
+            "employees": [],
+            "annual_revenue": [],
+            "country": [],
+        }
     )
     return {"leads": leads, "events": events, "stage_history": stage_history, "accounts": accounts}
 
@@ -83,7 +88,9 @@ def test_labels_window_and_exclusions() -> None:
     )
     end = t0 + pd.Timedelta(days=900)
     params = _snap_params(purge_horizon=False)
-    params = SnapshotParams.model_validate({**params.model_dump(), "warmup_days": 0, "max_lead_age_days": 2000})
+    params = SnapshotParams.model_validate(
+        {**params.model_dump(), "warmup_days": 0, "max_lead_age_days": 2000}
+    )
     ex, _ = build_examples(leads, sh, end, params, SQL)
     # Lead a reaches sql at day 200: labels 1 exactly for snapshots in [day 110, day 200).
     a = ex[ex.lead_id == "a"]
@@ -140,14 +147,19 @@ def test_future_data_never_changes_past_features_or_labels() -> None:
     late = pd.DataFrame(
         {
             "lead_id": rng.choice(ids, 3000),
-            "ts": (cut + pd.to_timedelta(rng.integers(0, 200 * 86400, 3000), unit="s")).astype("datetime64[us]"),
+            "ts": (cut + pd.to_timedelta(rng.integers(0, 200 * 86400, 3000), unit="s")).astype(
+                "datetime64[us]"
+            ),
             "event_type": rng.choice(list(spec.event_types), 3000),
         }
     )
     late_stages = pd.DataFrame(
-        {"lead_id": rng.choice(ids, 100), "stage": "sql",
-         "ts": (cut + pd.to_timedelta(rng.integers(0, 100, 100), unit="D")).astype("datetime64[us]"),
-         "reason": None}
+        {
+            "lead_id": rng.choice(ids, 100),
+            "stage": "sql",
+            "ts": (cut + pd.to_timedelta(rng.integers(0, 100, 100), unit="D")).astype("datetime64[us]"),
+            "reason": None,
+        }
     )
     world2 = {
         **world,
