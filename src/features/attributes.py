@@ -10,6 +10,7 @@ industry change slowly, so the leak is small, but it is a leak in principle.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from functools import lru_cache
@@ -21,34 +22,86 @@ import pandas as pd
 from leadscore.config import FeatureParams
 from leadscore.data.contract import DEPARTMENTS, SENIORITIES
 
-# Ordered: the first pattern that matches wins, so "VP" beats "manager" in "VP, Product Manager".
+# Ordered: the first pattern that matches wins ("Vice President" is a VP, not a president).
 _SENIORITY_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("student", re.compile(r"\b(student|intern|phd candidate|undergrad|graduate assistant)\b")),
+    ("student", re.compile(r"\b(student|intern|undergraduate|undergrad|phd|grad student)\b")),
+    ("vp", re.compile(r"\b(vp|svp|evp)\b")),
+    ("owner", re.compile(r"\b(owner|founder|co founder|cofounder|managing partner)\b")),
     ("c_level", re.compile(r"\b(ceo|cto|cfo|coo|cmo|cio|cro|chief|president)\b")),
-    ("owner", re.compile(r"\b(owner|founder|co-founder|cofounder|partner)\b")),
-    ("vp", re.compile(r"\b(vp|vice president|svp|evp)\b")),
-    ("director", re.compile(r"\b(director|head of|head)\b")),
-    ("manager", re.compile(r"\b(manager|mgr|lead|team lead|supervisor)\b")),
+    ("director", re.compile(r"\b(director|head)\b")),
+    ("manager", re.compile(r"\b(manager|mgr|team lead|supervisor)\b")),
 )
 _DEPARTMENT_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("education", re.compile(r"\b(student|intern|professor|teacher|lecturer|phd)\b")),
-    ("marketing", re.compile(r"\b(marketing|cmo|growth|demand gen|brand|content|seo)\b")),
-    ("sales", re.compile(r"\b(sales|revops|revenue|cro|account executive|business development|bdr|sdr)\b")),
-    ("finance", re.compile(r"\b(finance|cfo|accounting|controller|accountant)\b")),
-    ("it", re.compile(r"\b(it|cio|information technology|sysadmin|systems|infrastructure)\b")),
-    ("engineering", re.compile(r"\b(engineer|engineering|developer|cto|software|data|devops)\b")),
-    ("hr", re.compile(r"\b(hr|human resources|people|talent|recruit\w*)\b")),
-    ("operations", re.compile(r"\b(operations|ops|coo|supply|logistics)\b")),
-    ("executive", re.compile(r"\b(ceo|founder|owner|president|managing director|general manager)\b")),
+    ("education", re.compile(r"\b(student|intern|undergraduate|undergrad|professor|teacher|phd)\b")),
+    (
+        "executive",
+        re.compile(r"\b(ceo|cto|cfo|coo|cmo|cio|cro|chief|founder|owner|president|managing partner)\b"),
+    ),
+    (
+        "operations",
+        re.compile(r"\b(revops|revenue operations|sales operations|sales ops|business analyst)\b"),
+    ),
+    (
+        "marketing",
+        re.compile(r"\b(marketing|marketer|growth|demand gen|demand generation|brand|content|seo)\b"),
+    ),
+    ("sales", re.compile(r"\b(sales|account executive|account rep|business development|bdr|sdr)\b")),
+    ("finance", re.compile(r"\b(finance|financial|accounting|accountant|controller|fp&a|billing)\b")),
+    (
+        "it",
+        re.compile(
+            r"\b(it|information technology|systems administrator|sysadmin|help desk|network|support technician)\b"
+        ),
+    ),
+    ("engineering", re.compile(r"\b(engineer|engineering|developer|software|data|devops|full stack)\b")),
+    ("hr", re.compile(r"\b(hr|human resources|people|talent|recruiter|recruiting)\b")),
+    ("operations", re.compile(r"\b(operations|ops)\b")),
 )
+# Words the rules look for; a token within edit distance of one of them is read as it ("Mnaager").
+_KEYWORDS: tuple[str, ...] = tuple(
+    sorted(
+        {
+            w
+            for _, rx in (*_SENIORITY_RULES, *_DEPARTMENT_RULES)
+            for alt in re.findall(r"[a-z&]+(?: [a-z&]+)*", rx.pattern.replace("\\b", " "))
+            for w in alt.split()
+            if len(w) >= 5
+        }
+    )
+)
+_PLACEHOLDERS = frozenset({"", "none", "n/a", "na", "null", "unknown", "-", "select", "tbd"})
+_ALIASES = (
+    (re.compile(r"\bvice president\b"), "vp"),
+    (re.compile(r"\baccount manager\b"), "account rep"),  # account managers are individual contributors
+    (re.compile(r"\bsr\b"), "senior"),
+)
+
+
+def _normalise_title(title: str) -> str:
+    text = re.sub(r"[^a-z0-9&]+", " ", title.lower()).strip()
+    words = []
+    for word in text.split():
+        if len(word) >= 5 and word not in _KEYWORDS:
+            close = difflib.get_close_matches(word, _KEYWORDS, n=1, cutoff=0.8)
+            word = close[0] if close else word
+        words.append(word)
+    text = " ".join(words)
+    for rx, repl in _ALIASES:
+        text = rx.sub(repl, text)
+    return text
 
 
 @lru_cache(maxsize=65536)
 def parse_title(title: str | None) -> tuple[str, str]:
-    """Map a free-text job title to (seniority, department); unknown parts become 'individual'/'other'."""
-    if not title or not isinstance(title, str):
+    """Map a free-text job title to (seniority, department), tolerating case, punctuation and one-letter
+    typos; a title with no known word gives 'individual'/'other', a missing one 'unknown'/'unknown'."""
+    if (
+        not isinstance(title, str)
+        or title.strip().lower() in _PLACEHOLDERS
+        or not re.search(r"[A-Za-z]{2}", title)
+    ):
         return "unknown", "unknown"
-    text = re.sub(r"[^a-z0-9&+\- ]", " ", title.lower())
+    text = _normalise_title(title)
     seniority = next((name for name, rx in _SENIORITY_RULES if rx.search(text)), "individual")
     department = next((name for name, rx in _DEPARTMENT_RULES if rx.search(text)), "other")
     return seniority, department
