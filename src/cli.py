@@ -33,7 +33,7 @@ def _params(path: Path) -> Params:
         raise typer.Exit(2) from exc
 
 
-def _timed(stage: str, fn, *args):  # noqa: ANN001, ANN202 - thin wrapper
+def _timed(stage: str, fn, *args):
     """Run a stage, print its wall time on stderr, turn domain errors into a clean exit."""
     start = time.perf_counter()
     try:
@@ -142,17 +142,24 @@ def serve(
 
 @app.command()
 def score(
-    input: Annotated[Path, typer.Argument(help="Leads to score: CSV or Parquet (see docs/scoring.md).")],
+    input: Annotated[Path, typer.Argument(help="Leads to score: CSV or Parquet (see docs/api.md).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write scores (.csv or .parquet).")],
     bundle_dir: Annotated[Path, typer.Option("--bundle", help="Bundle directory.")] = Path("models"),
     events: Annotated[Path | None, typer.Option(help="Events of these leads (CSV/Parquet).")] = None,
     as_of: Annotated[str | None, typer.Option(help="Score as of this time (default: now, UTC).")] = None,
     explain: Annotated[bool, typer.Option(help="Add top reasons.")] = True,
+    stage_history: Annotated[
+        Path | None, typer.Option("--stage-history", help="Stage changes of these leads (CSV/Parquet).")
+    ] = None,
+    accounts: Annotated[Path | None, typer.Option(help="Accounts of these leads (CSV/Parquet).")] = None,
 ) -> None:
     """Score a file of leads offline with the same code path as the API (for CRM bulk imports)."""
     from leadscore.serve.offline import score_file
 
-    _timed("score", score_file, input, output, bundle_dir, events, as_of, explain)
+    result = _timed(
+        "score", score_file, input, output, bundle_dir, events, as_of, explain, stage_history, accounts
+    )
+    typer.echo(json.dumps(result))
 
 
 @app.command("train-table")

@@ -1,0 +1,122 @@
+"""Parity: the API, ``leadscore score`` and the batch pipeline's test-slice predictions agree to 1e-9.
+
+Payloads are rebuilt from the pipeline's validated (interim) tables as the CRM would have sent them at
+each example's snapshot time (events and stage changes before it), with ``as_of`` = ``snapshot_ts``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from leadscore.cli import app as cli
+from leadscore.config import Params
+from leadscore.models.bundle import load_bundle
+from leadscore.serve.payload import PayloadPolicy, prepare
+from leadscore.serve.schemas import SCORE_ADAPTER
+from leadscore.serve.scorer import load_model
+from tests.serve.pipeline import payloads_at
+
+pytestmark = pytest.mark.slow
+
+PER_SNAPSHOT = 25
+
+
+def _examples(pipeline: Params, target: str) -> pd.DataFrame:
+    pred = pd.read_parquet(pipeline.data.build_dir / "train" / f"predictions_{target}.parquet")
+    test = pred[pred["split"] == "test"]
+    # a spread of snapshot dates, some leads of each (incl. leads past SQL for closed_won)
+    return test.groupby("snapshot_ts", group_keys=False).head(PER_SNAPSHOT).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("target", ["sql", "closed_won"])
+def test_api_offline_and_pipeline_agree(
+    pipeline: Params,
+    interim: dict[str, pd.DataFrame],
+    client: TestClient,
+    bundle_dir: Path,
+    tmp_path: Path,
+    target: str,
+) -> None:
+    examples = _examples(pipeline, target)
+    assert examples["snapshot_ts"].nunique() >= 2 and len(examples) >= 40
+    api: list[float] = []
+    offline_in, offline_keys = [], []
+    for ts, group in examples.groupby("snapshot_ts", sort=False):
+        payloads = payloads_at(interim, group["lead_id"].tolist(), ts)
+        r = client.post("/v1/score/batch?explain=false", json={"leads": payloads})
+        assert r.status_code == 200 and r.json()["n_failed"] == 0, r.text
+        api += [x["probabilities"][target] for x in r.json()["results"]]
+        offline_in.append(group.assign(as_of=ts))
+        offline_keys.append(group)
+    expected = pd.concat(offline_keys, ignore_index=True)["p"].to_numpy()
+    np.testing.assert_allclose(api, expected, rtol=0, atol=1e-9)
+
+    # leadscore score: the same leads from files (leads CSV with as_of, events/stages/accounts Parquet)
+    frames = pd.concat(offline_in, ignore_index=True)
+    leads = frames[["lead_id", "as_of"]].merge(interim["leads"], on="lead_id", how="left")
+    interim["accounts"].to_parquet(tmp_path / "accounts.parquet")
+    # one export per snapshot date: the files hold what the CRM knew at that date
+    got = []
+    for i, (ts, part) in enumerate(leads.groupby("as_of", sort=False)):
+        ev = interim["events"][
+            interim["events"]["lead_id"].isin(part["lead_id"]) & (interim["events"]["ts"] < ts)
+        ]
+        st = interim["stage_history"]
+        st = st[st["lead_id"].isin(part["lead_id"]) & (st["ts"] < ts)]
+        part.to_csv(tmp_path / f"leads_{i}.csv", index=False)  # as_of per row, dates as text
+        ev.to_parquet(tmp_path / f"events_{i}.parquet")
+        st.to_csv(tmp_path / f"stages_{i}.csv", index=False)
+        out = tmp_path / f"scored_{i}.parquet"
+        res = CliRunner().invoke(
+            cli,
+            [
+                "score",
+                str(tmp_path / f"leads_{i}.csv"),
+                "-o",
+                str(out),
+                "--bundle",
+                str(bundle_dir),
+                "--events",
+                str(tmp_path / f"events_{i}.parquet"),
+                "--stage-history",
+                str(tmp_path / f"stages_{i}.csv"),
+                "--accounts",
+                str(tmp_path / "accounts.parquet"),
+                "--no-explain",
+            ],
+        )
+        assert res.exit_code == 0, res.output
+        scored = pd.read_parquet(out)
+        assert (scored["error"] == "").all() and scored["lead_id"].tolist() == part["lead_id"].tolist()
+        got.append(scored[f"p_{target}"].to_numpy())
+    np.testing.assert_allclose(np.concatenate(got), expected, rtol=0, atol=1e-9)
+
+
+def test_fast_paths_equal_the_bundle(
+    bundle_dir: Path, interim: dict[str, pd.DataFrame], test_rows: pd.DataFrame
+) -> None:
+    """The serving shortcuts (one-call encoder, LightGBM single-row predictor) change no number."""
+    model = load_model(bundle_dir)
+    bundle = load_bundle(bundle_dir)
+    assert model.row_predict and model.row_contrib is not None  # the fast path is in use
+    ts = test_rows["snapshot_ts"].max()
+    ids = test_rows.loc[test_rows["snapshot_ts"] == ts, "lead_id"].head(30).tolist()
+    reqs = [SCORE_ADAPTER.validate_json(orjson.dumps(p)) for p in payloads_at(interim, ids, ts)]
+    arrays = prepare(reqs, model.type_lookup, PayloadPolicy()).arrays
+    cols = model.builder.build(arrays.as_of, arrays.created_at, arrays.raw, arrays.events, arrays.stages)
+    matrix = model.encode(cols)
+    np.testing.assert_array_equal(matrix, bundle.encoder.transform(cols))
+    batch = bundle.predict(matrix)
+    contrib = bundle.boosters[model.reason_target].predict(matrix, pred_contrib=True)
+    for i in range(len(matrix)):
+        row = model.predict(matrix[i : i + 1])
+        for t in bundle.targets:
+            assert row[t][0] == pytest.approx(batch[t][i], abs=1e-12)
+        np.testing.assert_allclose(model.contributions(matrix[i : i + 1])[0], contrib[i], atol=1e-12)
