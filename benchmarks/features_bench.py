@@ -81,7 +81,9 @@ def hand_sql(spec: FeatureSpec, data: Path) -> str:
     cols.append(f"sum((CASE event_type {weights} ELSE 0.0 END) * exp(-{rate} * age)) AS engagement_decayed")
     web = ", ".join(f"'{t}'" for t in spec.params.web_types)
     for name, w in spec.active_day_features:
-        cols.append(f"count(DISTINCT CAST(ts AS DATE)) FILTER (WHERE event_type IN ({web}) AND age <= {w * day}) AS {name}")
+        cols.append(
+            f"count(DISTINCT CAST(ts AS DATE)) FILTER (WHERE event_type IN ({web}) AND age <= {w * day}) AS {name}"
+        )
     types = ", ".join(f"'{t}'" for t in spec.event_types)
     ranks = " ".join(f"WHEN '{k}' THEN {float(v)}" for k, v in STAGE_RANK.items())
     return f"""
@@ -122,8 +124,9 @@ def run_variant(variant: str, data: Path) -> dict[str, float]:
         con = ibis.duckdb.connect()
         leads = pd.read_parquet(data / "leads.parquet")
         accounts = pd.read_parquet(data / "accounts.parquet")
-        examples = pd.DataFrame({"lead_id": leads.lead_id,
-                                 "snapshot_ts": pd.Timestamp(AS_OF)}).astype({"snapshot_ts": "datetime64[us]"})
+        examples = pd.DataFrame({"lead_id": leads.lead_id, "snapshot_ts": pd.Timestamp(AS_OF)}).astype(
+            {"snapshot_ts": "datetime64[us]"}
+        )
         events = con.read_parquet(data / "events.parquet")
         stages = con.read_parquet(data / "stage_history.parquet")
         attrs = lead_attributes(leads, accounts, spec.params)
@@ -144,18 +147,30 @@ def online_latency(n_events: int = 200, repeats: int = 3000) -> dict[str, float]
     as_of = np.array([1_767_225_600], dtype=np.int64)
     ts = as_of[0] - rng.integers(1, 200 * SECONDS_PER_DAY, n_events)
     names = rng.choice(list(spec.event_types), n_events).tolist()
-    raw = {"job_title": np.array(["VP Marketing"], dtype=object), "seniority": np.array([None], dtype=object),
-           "department": np.array([None], dtype=object), "country": np.array(["US"], dtype=object),
-           "lead_source": np.array(["webinar"], dtype=object), "email_domain": np.array(["acme.com"], dtype=object),
-           "_industry": np.array(["software"], dtype=object), "employees": np.array([120], dtype=object),
-           "annual_revenue": np.array([1e7], dtype=object), "tech_stack": np.array(["aws;hubspot"], dtype=object)}
-    stages = StageArrays(lead=np.zeros(2, dtype=np.int64), ts=as_of[0] - np.array([90, 30]) * SECONDS_PER_DAY,
-                         stage=np.array(["mql", "sal"], dtype=object))
+    raw = {
+        "job_title": np.array(["VP Marketing"], dtype=object),
+        "seniority": np.array([None], dtype=object),
+        "department": np.array([None], dtype=object),
+        "country": np.array(["US"], dtype=object),
+        "lead_source": np.array(["webinar"], dtype=object),
+        "email_domain": np.array(["acme.com"], dtype=object),
+        "_industry": np.array(["software"], dtype=object),
+        "employees": np.array([120], dtype=object),
+        "annual_revenue": np.array([1e7], dtype=object),
+        "tech_stack": np.array(["aws;hubspot"], dtype=object),
+    }
+    stages = StageArrays(
+        lead=np.zeros(2, dtype=np.int64),
+        ts=as_of[0] - np.array([90, 30]) * SECONDS_PER_DAY,
+        stage=np.array(["mql", "sal"], dtype=object),
+    )
     created = as_of - 300 * SECONDS_PER_DAY
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        events = EventArrays(lead=np.zeros(n_events, dtype=np.int64), ts=ts, type_code=builder.type_codes(names))
+        events = EventArrays(
+            lead=np.zeros(n_events, dtype=np.int64), ts=ts, type_code=builder.type_codes(names)
+        )
         builder.build(as_of, created, raw, events, stages)
         times.append(time.perf_counter() - t0)
     times.sort()
@@ -180,8 +195,12 @@ def main() -> None:
     results = {}
     # hand-written SQL first and last, so file-cache warmth cannot favour the builder
     for variant in ("hand_sql", "builder", "hand_sql"):
-        proc = subprocess.run([sys.executable, __file__, "--variant", variant, "--data", str(args.data)],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--variant", variant, "--data", str(args.data)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         prev = results.get(variant)
         results[variant] = res if prev is None or res["seconds"] < prev["seconds"] else prev
