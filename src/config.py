@@ -139,20 +139,21 @@ class BaselineParams(_Section):
 class TrainParams(_Section):
     seed: int = 7
     objective: Literal["binary"] = "binary"
-    learning_rate: float = Field(0.05, gt=0, le=1)
-    num_leaves: int = Field(15, ge=2)
-    max_depth: int = 6
-    min_child_samples: int = Field(100, ge=1)
-    feature_fraction: float = Field(0.8, gt=0, le=1)
+    learning_rate: float = Field(0.03, gt=0, le=1)
+    num_leaves: int = Field(4, ge=2)
+    max_depth: int = 2
+    min_child_samples: int = Field(50, ge=1)
+    feature_fraction: float = Field(0.6, gt=0, le=1)
     bagging_fraction: float = Field(0.8, gt=0, le=1)
     bagging_freq: int = Field(1, ge=0)
     lambda_l2: float = Field(1.0, ge=0)
-    n_estimators: int = Field(600, ge=1)
+    n_estimators: int = Field(1000, ge=1)
     early_stopping_rounds: int = Field(50, ge=1)
     num_threads: int = Field(2, ge=1)
     cat_smooth: float = 10
     max_cat_to_onehot: int = 8
     monotone_intent: bool = True  # engagement never lowers, staleness never raises a score
+    refit_full: bool = True  # after early stopping, refit on the whole training slice with that many rounds
 
 
 class CalibrateParams(_Section):

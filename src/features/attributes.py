@@ -176,6 +176,11 @@ def _per_unique(values: np.ndarray, fn: Callable[[Any], Any]) -> list[Any]:
     return [mapped[c] if c >= 0 else missing for c in codes]
 
 
+def member(values: np.ndarray, allowed: frozenset[str]) -> np.ndarray:
+    """1.0 where the value is in ``allowed`` (``np.isin`` on object arrays sorts; this is a hash lookup)."""
+    return np.fromiter((v in allowed for v in values), dtype=bool, count=len(values)).astype(float)
+
+
 def _to_float(value: Any) -> float:
     """A number (or numeric string) as float; anything else as NaN."""
     if value is None or value is pd.NA:
@@ -220,7 +225,7 @@ def attributes_from_columns(cols: dict[str, np.ndarray], params: FeatureParams) 
         "annual_revenue": revenue,
         "tech_stack_size": tech_size,
         "in_sweet_spot": ((employees >= lo) & (employees <= hi)).astype(float),
-        "target_industry": np.isin(industry, list(params.target_industries)).astype(float),
+        "target_industry": member(industry, frozenset(params.target_industries)),
         "is_student": (seniority == "student").astype(float),
         "industry": industry,
         "country": as_obj(_per_unique(cols["country"], _clean_category)),

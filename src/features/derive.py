@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from leadscore.config import BaselineParams
+from leadscore.features.attributes import member
 from leadscore.features.spec import FeatureSpec
 
 
@@ -64,7 +65,7 @@ def rule_score(cols: Mapping[str, np.ndarray], spec: FeatureSpec, params: Baseli
     email = np.asarray(cols["email_type"], dtype=object)
     score = (
         pts.size_sweet_spot * _col(cols, "in_sweet_spot", n)
-        + pts.senior_title * np.isin(seniority, list(params.senior_levels)).astype(float)
+        + pts.senior_title * member(seniority, frozenset(params.senior_levels))
         + pts.pricing_view * seen("pricing_view")
         + pts.content_download * seen("content_download")
         + pts.webinar_attend * seen("webinar_attend")

@@ -20,6 +20,10 @@ def fit_categories(frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, list[str
     return {c: sorted(str(v) for v in frame[c].dropna().unique()) for c in spec.categorical}
 
 
+#: Days-since value that stands for "never" in recency features (longer than any history).
+NEVER_DAYS = 10000.0
+
+
 class MatrixEncoder:
     """fit/transform-style encoder; ``categories_`` is what the bundle stores."""
 
@@ -29,6 +33,7 @@ class MatrixEncoder:
         self.lookup_ = {c: {v: float(i) for i, v in enumerate(vals)} for c, vals in self.categories_.items()}
         self.feature_names_ = list(spec.model_features)
         self.categorical_indices_ = [self.feature_names_.index(c) for c in spec.categorical]
+        self.never_columns_ = {n for n, _ in spec.recency_features} | {"days_since_last_event"}
 
     def transform(self, cols: Mapping[str, np.ndarray] | pd.DataFrame) -> np.ndarray:
         """(n, n_features) float64 matrix in ``spec.model_features`` order."""
@@ -43,4 +48,9 @@ class MatrixEncoder:
                 ]
             else:
                 out[:, j] = np.asarray(values, dtype=np.float64)
+                if name in self.never_columns_:
+                    # "Never happened" is the far end of recency, not missing: as a large number the
+                    # monotone constraint (staleness never raises P) covers it too.
+                    col = out[:, j]
+                    col[np.isnan(col)] = NEVER_DAYS
         return out

@@ -124,17 +124,19 @@ class OnlineFeatureBuilder:
         raw_attributes: dict[str, np.ndarray],
         events: EventArrays,
         stages: StageArrays,
+        with_rule: bool = True,
     ) -> dict[str, np.ndarray]:
         """All model features + ``rule_score`` for n leads.
 
         ``as_of`` and ``created_at``: epoch seconds (n,); ``raw_attributes``: lead + account contract
         columns as object arrays (job_title, seniority, department, country, lead_source, email_domain,
-        _industry, employees, annual_revenue, tech_stack).
+        _industry, employees, annual_revenue, tech_stack). ``with_rule=False`` skips the rule baseline.
         """
         cols = self.event_aggregates(as_of, events)
         cols.update(self.stage_aggregates(as_of, stages))
         cols.update(attributes_from_columns(raw_attributes, self.spec.params))
         cols["lead_age_days"] = (as_of - created_at).astype(np.float64) / SECONDS_PER_DAY
         cols.update(derive_features(cols, self.spec))
-        cols["rule_score"] = rule_score(cols, self.spec, self.baseline)
+        if with_rule:  # the baseline is for reports; the API skips it
+            cols["rule_score"] = rule_score(cols, self.spec, self.baseline)
         return cols

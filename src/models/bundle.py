@@ -30,10 +30,12 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from leadscore.config import BaselineParams, FeatureParams
+from leadscore.config import BaselineParams, FeatureParams, Params
+from leadscore.data.contract import STAGE_RANK
 from leadscore.features.encode import MatrixEncoder
 from leadscore.features.spec import FeatureSpec
 from leadscore.models.calibrate import Calibrator
+from leadscore.models.chain import SQL_RANK
 
 FORMAT = "leadscore-bundle/1"
 MANIFEST = "manifest.json"
@@ -207,3 +209,175 @@ def load_bundle(bundle_dir: Path) -> Bundle:
         input_schema=_read_json(bundle_dir, "input_schema.json"),
         manifest=manifest,
     )
+
+
+# --- assembling the bundle from the pipeline's outputs (DVC stage ``bundle``) --------------------------
+
+
+def input_schema() -> dict[str, Any]:
+    """JSON schema of one lead's scoring payload, derived from the data contract (``data.contract``).
+
+    A lead, its account, its events and its stage history, with the contract's column names. The
+    serving layer may replace this function's result with its request model's schema; the bundle only
+    needs a JSON document here.
+    """
+    from leadscore.data.contract import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, STAGES
+
+    number = {"type": ["number", "null"]}
+    when = {"type": "string", "format": "date-time"}
+
+    def text(nullable: bool = True) -> dict[str, Any]:
+        return {"type": ["string", "null"] if nullable else "string"}
+
+    def columns(table: str, drop: tuple[str, ...], special: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        names = [c for c in (*REQUIRED_COLUMNS[table], *OPTIONAL_COLUMNS[table]) if c not in drop]
+        return {c: special.get(c, text()) for c in names}
+
+    lead_props = columns("leads", (), {"lead_id": text(False), "created_at": when})
+    account_props = columns(
+        "accounts", (), {"employees": number, "annual_revenue": number, "tech_stack": text()}
+    )
+    event_props = columns("events", ("lead_id",), {"ts": when, "event_type": text(False)})
+    stage_props = columns("stage_history", ("lead_id",), {"ts": when, "stage": {"enum": list(STAGES)}})
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "LeadPayload",
+        "description": "One lead to score: the lead, its account, its events and stage history so far.",
+        "type": "object",
+        "properties": {
+            "as_of": {**when, "description": "score as of this time (default: now, UTC)"},
+            "lead": {
+                "type": "object",
+                "properties": lead_props,
+                "required": ["lead_id", "created_at"],
+            },
+            "account": {"type": ["object", "null"], "properties": account_props},
+            "events": {
+                "type": "array",
+                "items": {"type": "object", "properties": event_props, "required": ["ts", "event_type"]},
+            },
+            "stage_history": {
+                "type": "array",
+                "items": {"type": "object", "properties": stage_props, "required": ["stage", "ts"]},
+            },
+        },
+        "required": ["lead"],
+    }
+
+
+def resolve_fixed_thresholds(params: Params) -> dict[str, Any]:
+    """Threshold table straight from ``params.thresholds`` when every rule has a fixed ``probability``
+    (used when the ``thresholds`` stage has not written ``build/thresholds.json``)."""
+    goals = [rule.name for rule in params.thresholds.stages if rule.probability is None]
+    if goals:
+        raise ValueError(
+            f"stage rules {goals} are set by a goal, which needs the thresholds stage: run "
+            "`leadscore thresholds` (or `dvc repro`) to write build/thresholds.json first"
+        )
+    return {
+        "target": params.thresholds.target,
+        "stages": [{"name": r.name, "probability": r.probability} for r in params.thresholds.stages],
+        "source": "params",
+    }
+
+
+def _require(path: Path, stage: str) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `leadscore {stage}` (or `dvc repro`) first")
+    return path
+
+
+def model_version(files: dict[str, str | bytes]) -> str:
+    """First 12 hex digits of a SHA-256 over the model and calibrator files (name and content)."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        if name.startswith(("model_", "calibrator_")):
+            content = files[name]
+            h.update(name.encode() + b"\0")
+            h.update(content.encode() if isinstance(content, str) else content)
+            h.update(b"\0")
+    return h.hexdigest()[:12]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a bundle's numbers depend on."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        own = version("leadscore")
+    except PackageNotFoundError:
+        own = "unknown"
+    return {
+        "leadscore": own,
+        "lightgbm": lgb.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def bundle_files(params: Params) -> dict[str, str | bytes]:
+    """Every bundle file's content, read from build/train, build/thresholds.json and the reports.
+
+    Pure apart from reading those inputs: no wall-clock time, so equal inputs give equal checksums.
+    """
+    from leadscore.models.train import chain_upper, train_dir
+
+    src = train_dir(params)
+    targets = list(params.snapshots.targets)
+    files: dict[str, str | bytes] = {}
+    for t in targets:
+        files[f"model_{t}.txt"] = _require(src / f"model_{t}.txt", "train").read_bytes()
+        files[f"calibrator_{t}.json"] = _require(src / f"calibrator_{t}.json", "train").read_bytes()
+    categories = json.loads(_require(src / "categories.json", "train").read_text())
+    summary = json.loads(_require(src / "train_summary.json", "train").read_text())
+    spec = FeatureSpec(params.features)
+    files["feature_spec.json"] = dumps(
+        {
+            "features": params.features.model_dump(mode="json"),
+            "baseline": params.baseline.model_dump(mode="json"),
+            "model_features": list(spec.model_features),
+            "categorical": list(spec.categorical),
+            "categories": categories,
+        }
+    )
+    thresholds = params.data.build_dir / "thresholds.json"
+    files["thresholds.json"] = (
+        thresholds.read_bytes() if thresholds.is_file() else dumps(resolve_fixed_thresholds(params))
+    )
+    files["input_schema.json"] = dumps(input_schema())
+    files["metrics.json"] = _require(params.data.reports_dir / "metrics.json", "evaluate").read_bytes()
+    upper = chain_upper(params.snapshots.targets)
+    capped = [
+        t
+        for t, tp in params.snapshots.targets.items()
+        if upper is not None and t != upper and STAGE_RANK.get(tp.stage, 0) > SQL_RANK
+    ]
+    files["metadata.json"] = dumps(
+        {
+            "targets": targets,
+            "target_info": {
+                t: {"stage": tp.stage, "horizon_days": tp.horizon_days}
+                for t, tp in params.snapshots.targets.items()
+            },
+            # P(lower) is capped at P(upper) for leads before SQL (see leadscore.models.chain)
+            "chain": {"upper": upper, "capped": capped},
+            "model_version": model_version(files),
+            "data_cutoff": summary["data_cutoff"],
+            "versions": library_versions(),
+            "rows": {
+                t: {s: summary["targets"][t][s]["rows"] for s in ("train", "calibration", "test")}
+                for t in targets
+            },
+        }
+    )
+    return files
+
+
+def run_bundle(params: Params) -> dict[str, Any]:
+    """DVC stage ``bundle``: write the checksummed bundle to ``params.data.models_dir`` and load it back
+    once (so a bundle that cannot serve fails here, not in production)."""
+    files = bundle_files(params)
+    checksum = write_bundle(params.data.models_dir, files)
+    bundle = load_bundle(params.data.models_dir)
+    return {"bundle_checksum": checksum, "model_version": bundle.version, "files": sorted(files)}

@@ -272,7 +272,9 @@ def score_arrays(
     n = len(arrays)
     if n == 0:
         return []
-    cols = model.builder.build(arrays.as_of, arrays.created_at, arrays.raw, arrays.events, arrays.stages)
+    cols = model.builder.build(
+        arrays.as_of, arrays.created_at, arrays.raw, arrays.events, arrays.stages, with_rule=False
+    )
     matrix = model.encode(cols)
     probs = apply_chain(model.predict(matrix, num_threads), cols["stage_rank"], model.chain)
     p_stage = probs[model.stage_target]

@@ -133,7 +133,7 @@ def test_publish_to_a_real_server(
     # params: every flattened key of params.yaml
     expected_params = flatten_params(built.model_dump(mode="json", by_alias=True))
     assert run.data.params == expected_params
-    assert run.data.params["train.learning_rate"] == "0.05"
+    assert run.data.params["train.learning_rate"] == json.dumps(built.train.learning_rate)
     # metrics per target, the same numbers as reports/metrics.json
     metrics = json.loads((built.data.reports_dir / "metrics.json").read_text())
     assert run.data.metrics["sql.model.roc_auc"] == pytest.approx(metrics["sql"]["model"]["roc_auc"])
