@@ -476,6 +476,11 @@ def create_app(settings: ServeSettings | None = None, scorer: Scorer | None = No
     verified at startup (lifespan; ``/ready`` is 503 until it is, and stays 503 if it is refused), SIGHUP
     reloads it when the server runs in the main thread."""
     settings = settings or load_settings()
+    if scorer is None:
+        from leadscore.serve.flat_app import create_flat_app, is_flat_bundle
+
+        if is_flat_bundle(settings.bundle_dir):  # a `leadscore train-table` bundle: rows in, probability out
+            return create_flat_app(settings)
     state = ServeState(
         settings=settings,
         scorer=scorer or Scorer(settings.bundle_dir),
