@@ -33,24 +33,30 @@ class MatrixEncoder:
         self.lookup_ = {c: {v: float(i) for i, v in enumerate(vals)} for c, vals in self.categories_.items()}
         self.feature_names_ = list(spec.model_features)
         self.categorical_indices_ = [self.feature_names_.index(c) for c in spec.categorical]
-        self.never_columns_ = {n for n, _ in spec.recency_features} | {"days_since_last_event"}
+        never = {n for n, _ in spec.recency_features} | {"days_since_last_event"}
+        self.never_rows_ = [j for j, name in enumerate(self.feature_names_) if name in never]
+        if self.categorical_indices_ != list(
+            range(len(self.feature_names_) - len(spec.categorical), len(self.feature_names_))
+        ):
+            raise ValueError("the feature spec must list numeric features before categorical ones")
 
     def transform(self, cols: Mapping[str, np.ndarray] | pd.DataFrame) -> np.ndarray:
-        """(n, n_features) float64 matrix in ``spec.model_features`` order."""
-        n = len(cols[self.feature_names_[0]])
-        out = np.empty((n, len(self.feature_names_)), dtype=np.float64)
-        for j, name in enumerate(self.feature_names_):
-            values = cols[name]
-            if name in self.lookup_:
-                get = self.lookup_[name].get
-                out[:, j] = [
-                    get(v, np.nan) for v in (values.tolist() if hasattr(values, "tolist") else values)
-                ]
-            else:
-                out[:, j] = np.asarray(values, dtype=np.float64)
-                if name in self.never_columns_:
-                    # "Never happened" is the far end of recency, not missing: as a large number the
-                    # monotone constraint (staleness never raises P) covers it too.
-                    col = out[:, j]
-                    col[np.isnan(col)] = NEVER_DAYS
-        return out
+        """(n, n_features) float64 matrix in ``spec.model_features`` order (numeric columns first).
+
+        Built column-major in one pass per block: this runs on the API's hot path for every request.
+        """
+        names = self.feature_names_
+        n_num = len(names) - len(self.categorical_indices_)
+        n = len(cols[names[0]])
+        out = np.empty((len(names), n), dtype=np.float64)
+        out[:n_num] = [np.asarray(cols[name], dtype=np.float64) for name in names[:n_num]]
+        for j in self.never_rows_:
+            # "Never happened" is the far end of recency, not missing: as a large number the monotone
+            # constraint (staleness never raises P) covers it too.
+            row = out[j]
+            row[np.isnan(row)] = NEVER_DAYS
+        for j in self.categorical_indices_:
+            get = self.lookup_[names[j]].get
+            values = cols[names[j]]
+            out[j] = [get(v, np.nan) for v in (values.tolist() if hasattr(values, "tolist") else values)]
+        return out.T

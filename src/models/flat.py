@@ -51,7 +51,7 @@ from leadscore.models.bundle import BundleError, dumps, verify_bundle, write_bun
 from leadscore.models.calibrate import Calibrator, fit_calibrator
 from leadscore.models.evaluate import round_floats, score_metrics
 from leadscore.models.leakage import GuardResult, guard, to_markdown
-from leadscore.models.train import lgb_params
+from leadscore.models.train import early_stopped_fit, lgb_params
 
 KIND = "flat"
 SPLITS = ("train", "calibration", "test")
@@ -171,26 +171,10 @@ def fit_booster(
         raise FlatDataError(
             "no usable column is left after cleaning and the leakage guard: nothing to learn from"
         )
-    dfit = lgb.Dataset(
-        x[~validation],
-        label=y[~validation],
-        feature_name=names,
-        categorical_feature=cats,
-        params=lgbp,
-        free_raw_data=False,
+    # Always refit: the held-out period is the most recent and should not be lost for good.
+    model_text, best, probe = early_stopped_fit(
+        lgbp, x, y, validation, names, cats, params.train.model_copy(update={"refit_full": True})
     )
-    dval = lgb.Dataset(x[validation], label=y[validation], reference=dfit)
-    probe = lgb.train(
-        lgbp,
-        dfit,
-        num_boost_round=params.train.n_estimators,
-        valid_sets=[dval],
-        valid_names=["validation"],
-        callbacks=[lgb.early_stopping(params.train.early_stopping_rounds, verbose=False)],
-    )
-    best = probe.best_iteration if probe.best_iteration > 0 else probe.current_iteration()
-    dall = lgb.Dataset(x, label=y, feature_name=names, categorical_feature=cats, params=lgbp)
-    final = lgb.train(lgbp, dall, num_boost_round=best)
     summary = {
         "best_iteration": int(best),
         "validation_logloss": float(probe.best_score["validation"]["binary_logloss"]),
@@ -198,7 +182,7 @@ def fit_booster(
         "rows_fit": n_fit,
         "rows_validation": int(validation.sum()),
     }
-    return final.model_to_string(), summary
+    return model_text, summary
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,43 @@ def _counts(frame: pd.DataFrame) -> dict[str, int]:
     }
 
 
+def early_stopped_fit(
+    lgbp: dict[str, Any],
+    x: np.ndarray,
+    y: np.ndarray,
+    validation: np.ndarray,
+    names: list[str],
+    categorical: list[int],
+    params: TrainParams,
+) -> tuple[str, int, lgb.Booster]:
+    """Early stopping on the ``validation`` rows picks the number of rounds; with ``params.refit_full``
+    the model is then refit on all rows with that many rounds, so the last period (the newest leads, a
+    large share of the positives) is learned from too. Still training rows only: calibration and test
+    stay unseen. Returns (model text, rounds, the early-stopping booster)."""
+    dfit = lgb.Dataset(
+        x[~validation],
+        label=y[~validation],
+        feature_name=names,
+        categorical_feature=categorical,
+        params=lgbp,
+        free_raw_data=False,
+    )
+    dval = lgb.Dataset(x[validation], label=y[validation], reference=dfit)
+    probe = lgb.train(
+        lgbp,
+        dfit,
+        num_boost_round=params.n_estimators,
+        valid_sets=[dval],
+        valid_names=["validation"],
+        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
+    )
+    best = probe.best_iteration if probe.best_iteration > 0 else probe.current_iteration()
+    if not params.refit_full:
+        return probe.model_to_string(num_iteration=best), best, probe
+    dall = lgb.Dataset(x, label=y, feature_name=names, categorical_feature=categorical, params=lgbp)
+    return lgb.train(lgbp, dall, num_boost_round=best).model_to_string(), best, probe
+
+
 def fit_target(
     name: str, frames: Mapping[str, pd.DataFrame], encoder: MatrixEncoder, params: Params
 ) -> TrainedTarget:
@@ -180,33 +217,9 @@ def fit_target(
     if params.train.monotone_intent:
         lgbp["monotone_constraints"] = monotone_constraints(encoder.spec)
         lgbp["monotone_constraints_method"] = "intermediate"
-    names, cats = encoder.feature_names_, encoder.categorical_indices_
-    dtrain = lgb.Dataset(
-        x_all[~is_val],
-        label=y_all[~is_val],
-        feature_name=names,
-        categorical_feature=cats,
-        params=lgbp,
-        free_raw_data=False,
+    model_text, best, booster = early_stopped_fit(
+        lgbp, x_all, y_all, is_val, encoder.feature_names_, encoder.categorical_indices_, params.train
     )
-    dval = lgb.Dataset(x_all[is_val], label=y_all[is_val], reference=dtrain)
-    booster = lgb.train(
-        lgbp,
-        dtrain,
-        num_boost_round=params.train.n_estimators,
-        valid_sets=[dval],
-        valid_names=["validation"],
-        callbacks=[lgb.early_stopping(params.train.early_stopping_rounds, verbose=False)],
-    )
-    best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
-    if params.train.refit_full:
-        # Early stopping chose the number of rounds; refit on the whole training slice with it, so the
-        # last period (the newest leads, a large share of the positives) is learned from too. Still
-        # training rows only: the calibration and test slices stay unseen.
-        dfull = lgb.Dataset(x_all, label=y_all, feature_name=names, categorical_feature=cats, params=lgbp)
-        model_text = lgb.train(lgbp, dfull, num_boost_round=best).model_to_string()
-    else:
-        model_text = booster.model_to_string(num_iteration=best)
     # Predict with the booster rebuilt from the saved text, so these are the bundle's numbers exactly.
     final = lgb.Booster(model_str=model_text)
 

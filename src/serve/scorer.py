@@ -108,19 +108,6 @@ class LoadedModel:
     loaded_at: str
     row_predict: dict[str, SingleRowPredictor] = field(default_factory=dict)
     row_contrib: SingleRowPredictor | None = None
-    feature_names: list[str] = field(default_factory=list)
-    numeric_names: list[str] = field(default_factory=list)
-    category_plan: list[tuple[int, str, Any]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        enc = self.bundle.encoder
-        self.feature_names = list(enc.feature_names_)
-        self.numeric_names = [f for f in self.feature_names if f not in enc.lookup_]
-        if self.feature_names[: len(self.numeric_names)] != self.numeric_names:
-            raise BundleError("feature order: numeric features must come before the categorical ones")
-        self.category_plan = [
-            (j, f, enc.lookup_[f].get) for j, f in enumerate(self.feature_names) if f in enc.lookup_
-        ]
 
     @property
     def checksum(self) -> str:
@@ -137,14 +124,8 @@ class LoadedModel:
     # -- model inputs ------------------------------------------------------------------------------
 
     def encode(self, cols: dict[str, np.ndarray]) -> np.ndarray:
-        """The model matrix for built feature columns; equals ``bundle.encoder.transform`` (tested), with
-        the numeric columns copied in one call."""
-        n = len(cols["events_total"])
-        out = np.empty((len(self.feature_names), n), dtype=np.float64)
-        out[: len(self.numeric_names)] = [cols[name] for name in self.numeric_names]
-        for j, name, get in self.category_plan:
-            out[j] = [get(v, np.nan) for v in cols[name].tolist()]
-        return out.T
+        """The model matrix for built feature columns (the bundle's encoder, as in training)."""
+        return self.bundle.encoder.transform(cols)
 
     def predict(self, matrix: np.ndarray, num_threads: int = 1) -> dict[str, np.ndarray]:
         """Calibrated probability per target. Up to ``FAST_ROWS`` rows go row by row through LightGBM's
