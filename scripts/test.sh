@@ -4,6 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
+.venv/bin/ruff check src tests benchmarks scripts || exit 1
 .venv/bin/python -m pytest -n 2 --dist loadfile "$@"
 code=$?
 if [ "$code" = "5" ]; then

@@ -295,7 +295,8 @@ def _source_kind(value: Any) -> str:
 
 
 Source = Annotated[
-    Annotated[RowsSource, Tag("rows")] | Annotated[LifecycleSource, Tag("lifecycle")]
+    Annotated[RowsSource, Tag("rows")]
+    | Annotated[LifecycleSource, Tag("lifecycle")]
     | Annotated[DealsSource, Tag("deals")],
     Discriminator(_source_kind),
 ]
@@ -369,8 +370,20 @@ class FlatParams(_Section):
     dayfirst: bool = False
     id_columns: tuple[str, ...] = ()  # always dropped (besides columns detected as ids)
     drop_columns: tuple[str, ...] = ()  # dropped on request
-    placeholders: tuple[str, ...] = ("", "-", "--", "?", "n/a", "#n/a", "nan", "null", "none", "select",
-                                     "unknown", "not provided")
+    placeholders: tuple[str, ...] = (
+        "",
+        "-",
+        "--",
+        "?",
+        "n/a",
+        "#n/a",
+        "nan",
+        "null",
+        "none",
+        "select",
+        "unknown",
+        "not provided",
+    )
     high_cardinality_share: float = Field(0.5, gt=0, le=1)  # more distinct values per row: free text, dropped
     max_categories: int = Field(30, ge=1)  # keep the most frequent categories, the rest become "other"
     min_category_rows: int = Field(5, ge=1)  # rarer categories become "other"

@@ -78,8 +78,27 @@ STAGE_RANK: Final[dict[str, int]] = {
 }
 
 SENIORITIES: Final = ("student", "individual", "manager", "director", "vp", "c_level", "owner")
-DEPARTMENTS: Final = ("sales", "marketing", "it", "engineering", "finance", "operations", "hr", "executive",
-                      "education", "other")
-LEAD_SOURCES: Final = ("organic_search", "paid_search", "paid_social", "webinar", "content", "referral",
-                       "event", "outbound", "partner")
+DEPARTMENTS: Final = (
+    "sales",
+    "marketing",
+    "it",
+    "engineering",
+    "finance",
+    "operations",
+    "hr",
+    "executive",
+    "education",
+    "other",
+)
+LEAD_SOURCES: Final = (
+    "organic_search",
+    "paid_search",
+    "paid_social",
+    "webinar",
+    "content",
+    "referral",
+    "event",
+    "outbound",
+    "partner",
+)
 DISQUALIFY_REASONS: Final = ("bad_timing", "no_budget", "wrong_title", "not_a_fit", "competitor", "student")

@@ -68,49 +68,269 @@ _REASONS: Final = contract.DISQUALIFY_REASONS
 _R = {name: i for i, name in enumerate(_REASONS)}
 
 # --- vocabularies -------------------------------------------------------------------------------------
-_INDUSTRIES: Final = ("software", "fintech", "saas", "it_services", "ecommerce", "manufacturing",
-                      "healthcare", "education", "retail", "government", "nonprofit", "media")
+_INDUSTRIES: Final = (
+    "software",
+    "fintech",
+    "saas",
+    "it_services",
+    "ecommerce",
+    "manufacturing",
+    "healthcare",
+    "education",
+    "retail",
+    "government",
+    "nonprofit",
+    "media",
+)
 _INDUSTRY_P: Final = (0.15, 0.06, 0.10, 0.10, 0.07, 0.12, 0.08, 0.06, 0.08, 0.04, 0.05, 0.09)
 _INDUSTRY_SIZE_SHIFT: Final = (0.0, 0.1, -0.1, 0.0, -0.2, 0.6, 0.5, 0.3, 0.4, 0.9, -0.5, -0.2)
-_REVENUE_PER_EMPLOYEE: Final = (220e3, 350e3, 200e3, 150e3, 300e3, 250e3, 180e3, 90e3, 280e3, 120e3,
-                                70e3, 200e3)
+_REVENUE_PER_EMPLOYEE: Final = (
+    220e3,
+    350e3,
+    200e3,
+    150e3,
+    300e3,
+    250e3,
+    180e3,
+    90e3,
+    280e3,
+    120e3,
+    70e3,
+    200e3,
+)
 _LOW_FIT_INDUSTRIES: Final = ("government", "nonprofit", "education")
-_INDUSTRY_WORDS: Final = (("Software", "Labs", "Technologies"), ("Pay", "Capital", "Finance"),
-                          ("Cloud", "HQ", "Platform"), ("Consulting", "IT", "Solutions"),
-                          ("Shop", "Commerce", "Store"), ("Manufacturing", "Industries", "Works"),
-                          ("Health", "Care", "Medical"), ("Academy", "Learning", "Institute"),
-                          ("Retail", "Brands", "Outlet"), ("Agency", "Authority", "Office"),
-                          ("Foundation", "Trust", "Alliance"), ("Media", "Studios", "Publishing"))
+_INDUSTRY_WORDS: Final = (
+    ("Software", "Labs", "Technologies"),
+    ("Pay", "Capital", "Finance"),
+    ("Cloud", "HQ", "Platform"),
+    ("Consulting", "IT", "Solutions"),
+    ("Shop", "Commerce", "Store"),
+    ("Manufacturing", "Industries", "Works"),
+    ("Health", "Care", "Medical"),
+    ("Academy", "Learning", "Institute"),
+    ("Retail", "Brands", "Outlet"),
+    ("Agency", "Authority", "Office"),
+    ("Foundation", "Trust", "Alliance"),
+    ("Media", "Studios", "Publishing"),
+)
 _COUNTRIES: Final = ("US", "GB", "DE", "CA", "FR", "NL", "AU", "IN", "BR", "SE", "ES")
 _COUNTRY_P: Final = (0.55, 0.10, 0.08, 0.06, 0.04, 0.03, 0.04, 0.05, 0.02, 0.02, 0.01)
-_COUNTRY_TLD: Final = (".com", ".co.uk", ".de", ".ca", ".fr", ".nl", ".com.au", ".in", ".com.br", ".se",
-                       ".es")
-_TECH: Final = ("salesforce", "hubspot", "marketo", "pardot", "segment", "snowflake", "bigquery", "aws",
-                "gcp", "azure", "zendesk", "intercom", "slack", "shopify")
+_COUNTRY_TLD: Final = (
+    ".com",
+    ".co.uk",
+    ".de",
+    ".ca",
+    ".fr",
+    ".nl",
+    ".com.au",
+    ".in",
+    ".com.br",
+    ".se",
+    ".es",
+)
+_TECH: Final = (
+    "salesforce",
+    "hubspot",
+    "marketo",
+    "pardot",
+    "segment",
+    "snowflake",
+    "bigquery",
+    "aws",
+    "gcp",
+    "azure",
+    "zendesk",
+    "intercom",
+    "slack",
+    "shopify",
+)
 _TECH_W: Final = (5, 5, 2, 1.5, 1.5, 2, 1.5, 6, 2.5, 3.5, 2, 1.5, 6, 1.5)
-_SYLLABLES: Final = ("ka", "lo", "ri", "ven", "tor", "mi", "za", "nex", "qua", "bel", "dor", "fin", "gal",
-                     "hy", "jun", "kel", "lum", "mar", "nov", "or", "pax", "quin", "ros", "sol", "tal",
-                     "ul", "vor", "wex", "xan", "yel", "zen", "ar", "bri", "cor", "del", "ex", "fal", "gri",
-                     "ion", "jax")
-_FIRST: Final = ("James", "Mary", "John", "Patricia", "Robert", "Jennifer", "Michael", "Linda", "David",
-                 "Elizabeth", "William", "Susan", "Richard", "Jessica", "Thomas", "Sarah", "Daniel",
-                 "Karen", "Matthew", "Emily", "Anthony", "Laura", "Mark", "Anna", "Steven", "Julia", "Paul",
-                 "Sophie", "Andrew", "Emma", "Lukas", "Lea", "Jonas", "Hannah", "Pierre", "Camille",
-                 "Lars", "Ingrid", "Raj", "Priya", "Arjun", "Ananya", "Wei", "Mei", "Diego", "Lucia",
-                 "Carlos", "Ana", "Kenji", "Yuki", "Ahmed", "Fatima", "Olu", "Amara", "Noah", "Mia",
-                 "Liam", "Olivia", "Ethan", "Chloe")
-_LAST: Final = ("Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Martinez",
-                "Lopez", "Wilson", "Anderson", "Taylor", "Thomas", "Moore", "Jackson", "Martin", "Lee",
-                "Thompson", "White", "Harris", "Clark", "Lewis", "Walker", "Young", "Allen", "King",
-                "Wright", "Scott", "Green", "Baker", "Adams", "Nelson", "Hill", "Campbell", "Mueller",
-                "Schmidt", "Schneider", "Fischer", "Weber", "Dubois", "Laurent", "Bernard", "Jansen",
-                "de Vries", "Andersson", "Johansson", "Patel", "Sharma", "Singh", "Kumar", "Chen", "Wang",
-                "Li", "Silva", "Santos", "Tanaka", "Sato", "O'Brien", "Murphy")
-_PERSONAL_W: Final = {"gmail.com": 10.0, "yahoo.com": 2.0, "hotmail.com": 2.0, "outlook.com": 2.5,
-                      "icloud.com": 1.5, "aol.com": 0.5, "gmx.de": 1.0, "web.de": 0.8, "proton.me": 0.5,
-                      "mail.com": 0.4}
-_EDU_DOMAINS: Final = ("stateu.edu", "techuniversity.edu", "cityuni.ac.uk", "tu-example.de",
-                       "bschool.edu", "college.edu")
+_SYLLABLES: Final = (
+    "ka",
+    "lo",
+    "ri",
+    "ven",
+    "tor",
+    "mi",
+    "za",
+    "nex",
+    "qua",
+    "bel",
+    "dor",
+    "fin",
+    "gal",
+    "hy",
+    "jun",
+    "kel",
+    "lum",
+    "mar",
+    "nov",
+    "or",
+    "pax",
+    "quin",
+    "ros",
+    "sol",
+    "tal",
+    "ul",
+    "vor",
+    "wex",
+    "xan",
+    "yel",
+    "zen",
+    "ar",
+    "bri",
+    "cor",
+    "del",
+    "ex",
+    "fal",
+    "gri",
+    "ion",
+    "jax",
+)
+_FIRST: Final = (
+    "James",
+    "Mary",
+    "John",
+    "Patricia",
+    "Robert",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Susan",
+    "Richard",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Daniel",
+    "Karen",
+    "Matthew",
+    "Emily",
+    "Anthony",
+    "Laura",
+    "Mark",
+    "Anna",
+    "Steven",
+    "Julia",
+    "Paul",
+    "Sophie",
+    "Andrew",
+    "Emma",
+    "Lukas",
+    "Lea",
+    "Jonas",
+    "Hannah",
+    "Pierre",
+    "Camille",
+    "Lars",
+    "Ingrid",
+    "Raj",
+    "Priya",
+    "Arjun",
+    "Ananya",
+    "Wei",
+    "Mei",
+    "Diego",
+    "Lucia",
+    "Carlos",
+    "Ana",
+    "Kenji",
+    "Yuki",
+    "Ahmed",
+    "Fatima",
+    "Olu",
+    "Amara",
+    "Noah",
+    "Mia",
+    "Liam",
+    "Olivia",
+    "Ethan",
+    "Chloe",
+)
+_LAST: Final = (
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Martinez",
+    "Lopez",
+    "Wilson",
+    "Anderson",
+    "Taylor",
+    "Thomas",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Thompson",
+    "White",
+    "Harris",
+    "Clark",
+    "Lewis",
+    "Walker",
+    "Young",
+    "Allen",
+    "King",
+    "Wright",
+    "Scott",
+    "Green",
+    "Baker",
+    "Adams",
+    "Nelson",
+    "Hill",
+    "Campbell",
+    "Mueller",
+    "Schmidt",
+    "Schneider",
+    "Fischer",
+    "Weber",
+    "Dubois",
+    "Laurent",
+    "Bernard",
+    "Jansen",
+    "de Vries",
+    "Andersson",
+    "Johansson",
+    "Patel",
+    "Sharma",
+    "Singh",
+    "Kumar",
+    "Chen",
+    "Wang",
+    "Li",
+    "Silva",
+    "Santos",
+    "Tanaka",
+    "Sato",
+    "O'Brien",
+    "Murphy",
+)
+_PERSONAL_W: Final = {
+    "gmail.com": 10.0,
+    "yahoo.com": 2.0,
+    "hotmail.com": 2.0,
+    "outlook.com": 2.5,
+    "icloud.com": 1.5,
+    "aol.com": 0.5,
+    "gmx.de": 1.0,
+    "web.de": 0.8,
+    "proton.me": 0.5,
+    "mail.com": 0.4,
+}
+_EDU_DOMAINS: Final = (
+    "stateu.edu",
+    "techuniversity.edu",
+    "cityuni.ac.uk",
+    "tu-example.de",
+    "bschool.edu",
+    "college.edu",
+)
 
 _SENIORITIES: Final = contract.SENIORITIES  # student individual manager director vp c_level owner
 _S = {name: i for i, name in enumerate(_SENIORITIES)}
@@ -118,25 +338,55 @@ _SEN_P_SMALL: Final = (0.0, 0.44, 0.22, 0.08, 0.04, 0.08, 0.14)  # < 20 employee
 _SEN_P_LARGE: Final = (0.0, 0.48, 0.26, 0.14, 0.07, 0.04, 0.01)
 _DEPARTMENTS: Final = contract.DEPARTMENTS
 _D = {name: i for i, name in enumerate(_DEPARTMENTS)}
-_DEPT_P: Final = {"sales": 0.18, "marketing": 0.24, "it": 0.13, "engineering": 0.14, "finance": 0.07,
-                  "operations": 0.11, "hr": 0.06, "other": 0.07}
-_DEPT_LABEL: Final = {"sales": "Sales", "marketing": "Marketing", "it": "IT", "engineering": "Engineering",
-                      "finance": "Finance", "operations": "Operations", "hr": "HR", "other": "Business"}
+_DEPT_P: Final = {
+    "sales": 0.18,
+    "marketing": 0.24,
+    "it": 0.13,
+    "engineering": 0.14,
+    "finance": 0.07,
+    "operations": 0.11,
+    "hr": 0.06,
+    "other": 0.07,
+}
+_DEPT_LABEL: Final = {
+    "sales": "Sales",
+    "marketing": "Marketing",
+    "it": "IT",
+    "engineering": "Engineering",
+    "finance": "Finance",
+    "operations": "Operations",
+    "hr": "HR",
+    "other": "Business",
+}
 _SOURCES: Final = contract.LEAD_SOURCES
 _SRC = {name: i for i, name in enumerate(_SOURCES)}
 _SOURCE_P: Final = (0.22, 0.15, 0.10, 0.08, 0.12, 0.08, 0.07, 0.12, 0.06)
 _PERSONAL_BY_SOURCE: Final = (0.18, 0.15, 0.30, 0.15, 0.20, 0.08, 0.10, 0.02, 0.05)
 #: Events a lead's creation leaves behind (inbound forms); outbound/referral/event/partner leave none.
-_CREATION_EVENTS: Final = {"organic_search": ("form_submit",), "paid_search": ("form_submit",),
-                           "paid_social": ("form_submit",), "content": ("form_submit", "content_download"),
-                           "webinar": ("webinar_register",)}
+_CREATION_EVENTS: Final = {
+    "organic_search": ("form_submit",),
+    "paid_search": ("form_submit",),
+    "paid_social": ("form_submit",),
+    "content": ("form_submit", "content_download"),
+    "webinar": ("webinar_register",),
+}
 
 # --- fit (log hazard multiplier) components; the unobserved part is FIT_NOISE_SD only ----------------
 _FIT_INDUSTRY_TARGET: Final = 0.5
 _FIT_INDUSTRY_LOW: Final = -0.4
 _FIT_SENIORITY: Final = (-2.0, -0.4, 0.15, 0.45, 0.55, 0.45, 0.25)
-_FIT_DEPT: Final = {"sales": 0.25, "marketing": 0.25, "it": 0.0, "engineering": -0.15, "finance": -0.2,
-                    "operations": 0.2, "hr": -0.45, "executive": 0.1, "education": -0.3, "other": -0.3}
+_FIT_DEPT: Final = {
+    "sales": 0.25,
+    "marketing": 0.25,
+    "it": 0.0,
+    "engineering": -0.15,
+    "finance": -0.2,
+    "operations": 0.2,
+    "hr": -0.45,
+    "executive": 0.1,
+    "education": -0.3,
+    "other": -0.3,
+}
 _FIT_SOURCE: Final = (0.05, 0.0, -0.35, 0.0, -0.15, 0.45, 0.1, -0.25, 0.25)
 _FIT_PERSONAL: Final = -0.5
 _FIT_COMPETITOR: Final = -4.0  # competitors snoop (high pricing affinity) but never buy
@@ -147,31 +397,83 @@ _AMPLITUDE_BY_SOURCE: Final = (1.0, 1.0, 0.8, 1.1, 0.9, 1.3, 1.0, 0.6, 1.1)
 # --- events ---------------------------------------------------------------------------------------------
 #: Interest-driven rate per day per unit of interest, and how strongly it scales with e^{fit}.
 _PRIMARY: Final = {
-    "page_view": (0.14, 0.05), "pricing_view": (0.006, 0.55), "demo_view": (0.004, 0.6),
-    "content_download": (0.008, 0.0), "webinar_register": (0.006, 0.0), "email_open": (0.05, 0.0),
-    "form_submit": (0.005, 0.2), "demo_request": (0.0025, 0.6), "trial_signup": (0.002, 0.45),
+    "page_view": (0.14, 0.05),
+    "pricing_view": (0.006, 0.55),
+    "demo_view": (0.004, 0.6),
+    "content_download": (0.008, 0.0),
+    "webinar_register": (0.006, 0.0),
+    "email_open": (0.05, 0.0),
+    "form_submit": (0.005, 0.2),
+    "demo_request": (0.0025, 0.6),
+    "trial_signup": (0.002, 0.45),
     "meeting_booked": (0.002, 0.65),
 }
 _BACKGROUND_MIX: Final = {"email_open": 0.65, "page_view": 0.35}  # newsletters and stray visits
 _REENTRY_P: Final = 0.9  # a return-to-market burst starts with a touch event on its first day
-_REENTRY_MIX: Final = {"form_submit": 0.45, "page_view": 0.15, "content_download": 0.15,
-                       "webinar_register": 0.15, "pricing_view": 0.10}
+_REENTRY_MIX: Final = {
+    "form_submit": 0.45,
+    "page_view": 0.15,
+    "content_download": 0.15,
+    "webinar_register": 0.15,
+    "pricing_view": 0.10,
+}
 _BACKGROUND_RATE: Final = 0.012  # per day
 _UNSUB_RATE: Final = 0.0012  # per day when interest is low; much lower while engaged
 _ATTEND_P: Final = 0.5  # a webinar registration is attended
 _CLICK_P: Final = 0.18  # an e-mail open leads to a click
-_HOUR_W: Final = (1, 0.7, 0.5, 0.4, 0.4, 0.5, 0.8, 1.2, 2, 3, 3.5, 3.8, 4, 4.5, 5, 5, 4.8, 4.5, 4, 3.5,
-                  3, 2.5, 2, 1.5)  # UTC hour of activity (EU + US business hours)
+_HOUR_W: Final = (
+    1,
+    0.7,
+    0.5,
+    0.4,
+    0.4,
+    0.5,
+    0.8,
+    1.2,
+    2,
+    3,
+    3.5,
+    3.8,
+    4,
+    4.5,
+    5,
+    5,
+    4.8,
+    4.5,
+    4,
+    3.5,
+    3,
+    2.5,
+    2,
+    1.5,
+)  # UTC hour of activity (EU + US business hours)
 _MONTH_PROFILE: Final = (0.2, 0.3, 0.35, 0.15, 0.05, -0.2, -0.55, -1.0, 0.25, 0.7, 1.0, 0.3)
 _WEEKDAY_W: Final = (1.1, 1.15, 1.15, 1.1, 0.9, 0.35, 0.3)
 
 _PROPERTIES: Final = {
-    "page_view": [f'{{"path": "{p}"}}' for p in ("/", "/product", "/blog/lead-scoring-101", "/customers",
-                                                 "/integrations", "/about", "/blog/revops-guide")],
+    "page_view": [
+        f'{{"path": "{p}"}}'
+        for p in (
+            "/",
+            "/product",
+            "/blog/lead-scoring-101",
+            "/customers",
+            "/integrations",
+            "/about",
+            "/blog/revops-guide",
+        )
+    ],
     "pricing_view": ['{"path": "/pricing"}', '{"path": "/pricing#enterprise"}'],
     "demo_view": ['{"path": "/demo"}', '{"path": "/product/tour"}'],
-    "content_download": [f'{{"asset": "{a}"}}' for a in ("ebook-mql-handoff", "report-state-of-revops",
-                                                         "template-scoring-model", "whitepaper-attribution")],
+    "content_download": [
+        f'{{"asset": "{a}"}}'
+        for a in (
+            "ebook-mql-handoff",
+            "report-state-of-revops",
+            "template-scoring-model",
+            "whitepaper-attribution",
+        )
+    ],
     "webinar_register": [f'{{"webinar_id": "W{i:03d}"}}' for i in range(1, 25)],
     "webinar_attend": [f'{{"webinar_id": "W{i:03d}"}}' for i in range(1, 25)],
     "email_open": [f'{{"campaign": "nurture-{i:02d}"}}' for i in range(1, 13)],
@@ -237,8 +539,9 @@ def _strings(codes: NDArray[np.integer], vocab: list[str] | tuple[str, ...]) -> 
 def _ids(prefix: str, n: int, width: int) -> pd.Series:
     """``prefix`` + zero-padded 1-based numbers, e.g. L0000001."""
     num = pc.utf8_lpad(pc.cast(pa.array(np.arange(1, n + 1)), pa.string()), width, "0")
-    return pd.Series(pc.binary_join_element_wise(pa.scalar(prefix), num, pa.scalar("")).to_pandas(),
-                     dtype="str")
+    return pd.Series(
+        pc.binary_join_element_wise(pa.scalar(prefix), num, pa.scalar("")).to_pandas(), dtype="str"
+    )
 
 
 def _timestamps(seconds: NDArray[np.int64], start: np.datetime64) -> NDArray[np.datetime64]:
@@ -295,16 +598,18 @@ def _accounts(rng: np.random.Generator, cosmetic: np.random.Generator, n: int) -
     tech = np.array(_TECH, dtype=object)
     tech_stack = [";".join(tech[o[:k]]) for o, k in zip(order, n_tech, strict=True)]
     name, domain = _company_names(cosmetic, industry, country)
-    return pd.DataFrame({
-        "account_id": _ids("A", n, 6),
-        "industry": _strings(industry, _INDUSTRIES),
-        "employees": employees,
-        "annual_revenue": np.round(revenue, -3).astype(np.float64),
-        "country": _strings(country, _COUNTRIES),
-        "name": pd.Series(name, dtype="str"),
-        "tech_stack": pd.Series(tech_stack, dtype="str"),
-        "domain": pd.Series(domain, dtype="str"),
-    })
+    return pd.DataFrame(
+        {
+            "account_id": _ids("A", n, 6),
+            "industry": _strings(industry, _INDUSTRIES),
+            "employees": employees,
+            "annual_revenue": np.round(revenue, -3).astype(np.float64),
+            "country": _strings(country, _COUNTRIES),
+            "name": pd.Series(name, dtype="str"),
+            "tech_stack": pd.Series(tech_stack, dtype="str"),
+            "domain": pd.Series(domain, dtype="str"),
+        }
+    )
 
 
 def _company_names(rng: np.random.Generator, industry: I64, country: I64) -> tuple[list[str], list[str]]:
@@ -334,8 +639,9 @@ def _arrival_days(rng: np.random.Generator, n: int, start: pd.Timestamp, n_days:
     return np.repeat(np.arange(n_days), counts)
 
 
-def _make_leads(rng: np.random.Generator, n: int, accounts: pd.DataFrame, params: GenerateParams,
-                n_days: int) -> _Leads:
+def _make_leads(
+    rng: np.random.Generator, n: int, accounts: pd.DataFrame, params: GenerateParams, n_days: int
+) -> _Leads:
     day0 = _arrival_days(rng, n, pd.Timestamp(params.start), n_days, params.seasonality)
     tod = _business_time(rng, n).clip(0, DAY - 2)  # never the last second: the day must have room
     created = np.sort(day0 * DAY + tod)
@@ -362,9 +668,20 @@ def _make_leads(rng: np.random.Generator, n: int, accounts: pd.DataFrame, params
     personal = rng.random(n) < np.asarray(_PERSONAL_BY_SOURCE)[source]
     personal = np.where(student, rng.random(n) < 0.5, personal)
     personal = (personal | (no_account & ~student)) & ~competitor
-    return _Leads(created=created, day0=day0, life=n_days - day0, account=account, employees=employees,
-                  industry=industry, seniority=seniority, department=department, source=source,
-                  personal=personal, competitor=competitor, student=student)
+    return _Leads(
+        created=created,
+        day0=day0,
+        life=n_days - day0,
+        account=account,
+        employees=employees,
+        industry=industry,
+        seniority=seniority,
+        department=department,
+        source=source,
+        personal=personal,
+        competitor=competitor,
+        student=student,
+    )
 
 
 def _assign_accounts(rng: np.random.Generator, n_leads: int, employees: I64) -> I64:
@@ -382,12 +699,27 @@ def _titles(rng: np.random.Generator, cosmetic: np.random.Generator, lead: _Lead
     for dept, label in _DEPT_LABEL.items():
         d = _D[dept]
         table[(_S["individual"], d)] = _INDIVIDUAL_TITLES[dept]
-        table[(_S["manager"], d)] = [f"{label} Manager", f"Senior {label} Manager", f"{label} Team Lead",
-                                     f"Manager, {label}", *_EXTRA_TITLES.get(("manager", dept), [])]
-        table[(_S["director"], d)] = [f"Director of {label}", f"{label} Director", f"Sr. Director, {label}",
-                                      f"Head of {label}", *_EXTRA_TITLES.get(("director", dept), [])]
-        table[(_S["vp"], d)] = [f"VP of {label}", f"Vice President, {label}", f"VP {label}",
-                                f"SVP {label}", *_EXTRA_TITLES.get(("vp", dept), [])]
+        table[(_S["manager"], d)] = [
+            f"{label} Manager",
+            f"Senior {label} Manager",
+            f"{label} Team Lead",
+            f"Manager, {label}",
+            *_EXTRA_TITLES.get(("manager", dept), []),
+        ]
+        table[(_S["director"], d)] = [
+            f"Director of {label}",
+            f"{label} Director",
+            f"Sr. Director, {label}",
+            f"Head of {label}",
+            *_EXTRA_TITLES.get(("director", dept), []),
+        ]
+        table[(_S["vp"], d)] = [
+            f"VP of {label}",
+            f"Vice President, {label}",
+            f"VP {label}",
+            f"SVP {label}",
+            *_EXTRA_TITLES.get(("vp", dept), []),
+        ]
     for s in ("c_level", "owner", "student"):
         for d in range(len(_DEPARTMENTS)):
             table[(_S[s], d)] = _SPECIAL_TITLES[s]
@@ -417,48 +749,115 @@ def _typo(rng: np.random.Generator, title: str) -> str:
         return title
     i = letters[int(rng.integers(1, len(letters) - 1))]
     if rng.random() < 0.5:
-        return title[:i] + title[i + 1:]
-    return title[:i] + title[i + 1] + title[i] + title[i + 2:]
+        return title[:i] + title[i + 1 :]
+    return title[:i] + title[i + 1] + title[i] + title[i + 2 :]
 
 
 _INDIVIDUAL_TITLES: Final = {
-    "sales": ["Account Executive", "Sales Development Representative", "SDR", "BDR", "Inside Sales Rep",
-              "Sales Representative", "Account Manager"],
-    "marketing": ["Marketing Specialist", "Marketing Coordinator", "Content Marketer", "Growth Marketer",
-                  "Demand Generation Specialist", "Digital Marketing Specialist", "Marketing Ops Specialist",
-                  "SEO Specialist"],
-    "it": ["Systems Administrator", "IT Specialist", "Help Desk Analyst", "Network Engineer",
-           "IT Support Technician"],
-    "engineering": ["Software Engineer", "Sr. Software Engineer", "Senior Software Engineer", "Data Engineer",
-                    "Developer", "Full Stack Developer", "Data Scientist", "DevOps Engineer"],
+    "sales": [
+        "Account Executive",
+        "Sales Development Representative",
+        "SDR",
+        "BDR",
+        "Inside Sales Rep",
+        "Sales Representative",
+        "Account Manager",
+    ],
+    "marketing": [
+        "Marketing Specialist",
+        "Marketing Coordinator",
+        "Content Marketer",
+        "Growth Marketer",
+        "Demand Generation Specialist",
+        "Digital Marketing Specialist",
+        "Marketing Ops Specialist",
+        "SEO Specialist",
+    ],
+    "it": [
+        "Systems Administrator",
+        "IT Specialist",
+        "Help Desk Analyst",
+        "Network Engineer",
+        "IT Support Technician",
+    ],
+    "engineering": [
+        "Software Engineer",
+        "Sr. Software Engineer",
+        "Senior Software Engineer",
+        "Data Engineer",
+        "Developer",
+        "Full Stack Developer",
+        "Data Scientist",
+        "DevOps Engineer",
+    ],
     "finance": ["Financial Analyst", "Accountant", "FP&A Analyst", "Billing Specialist"],
-    "operations": ["Operations Analyst", "RevOps Analyst", "Sales Operations Specialist", "Business Analyst",
-                   "Operations Coordinator"],
+    "operations": [
+        "Operations Analyst",
+        "RevOps Analyst",
+        "Sales Operations Specialist",
+        "Business Analyst",
+        "Operations Coordinator",
+    ],
     "hr": ["HR Generalist", "Recruiter", "Talent Acquisition Specialist", "People Partner"],
     "other": ["Consultant", "Analyst", "Project Coordinator", "Associate", "Specialist"],
 }
 _EXTRA_TITLES: Final = {
-    ("manager", "it"): ["IT Manager"], ("manager", "engineering"): ["Engineering Manager"],
+    ("manager", "it"): ["IT Manager"],
+    ("manager", "engineering"): ["Engineering Manager"],
     ("manager", "operations"): ["RevOps Manager", "Sales Ops Manager"],
     ("manager", "marketing"): ["Demand Gen Manager", "Product Marketing Manager"],
     ("manager", "sales"): ["Sales Manager", "Regional Sales Manager"],
     ("director", "operations"): ["Head of RevOps", "Director, Revenue Operations"],
-    ("director", "engineering"): ["Head of Engineering"], ("director", "it"): ["IT Director"],
-    ("vp", "operations"): ["VP Revenue Operations"], ("vp", "sales"): ["VP Sales"],
+    ("director", "engineering"): ["Head of Engineering"],
+    ("director", "it"): ["IT Director"],
+    ("vp", "operations"): ["VP Revenue Operations"],
+    ("vp", "sales"): ["VP Sales"],
 }
 _SPECIAL_TITLES: Final = {
-    "c_level": ["CEO", "CTO", "CMO", "CFO", "COO", "CRO", "CIO", "Chief Marketing Officer",
-                "Chief Revenue Officer", "Chief Executive Officer", "Chief Technology Officer"],
-    "owner": ["Owner", "Founder", "Co-Founder", "CEO & Founder", "Founder & CEO", "Owner/Operator",
-              "Managing Partner", "President & Owner"],
-    "student": ["Student", "MBA Student", "Graduate Student", "Intern", "PhD Candidate", "Marketing Intern",
-                "Undergraduate"],
+    "c_level": [
+        "CEO",
+        "CTO",
+        "CMO",
+        "CFO",
+        "COO",
+        "CRO",
+        "CIO",
+        "Chief Marketing Officer",
+        "Chief Revenue Officer",
+        "Chief Executive Officer",
+        "Chief Technology Officer",
+    ],
+    "owner": [
+        "Owner",
+        "Founder",
+        "Co-Founder",
+        "CEO & Founder",
+        "Founder & CEO",
+        "Owner/Operator",
+        "Managing Partner",
+        "President & Owner",
+    ],
+    "student": [
+        "Student",
+        "MBA Student",
+        "Graduate Student",
+        "Intern",
+        "PhD Candidate",
+        "Marketing Intern",
+        "Undergraduate",
+    ],
 }
 _JUNK_TITLES: Final = ("n/a", "-", ".", "none", "x", "test")
 
 
-def _leads_frame(rng: np.random.Generator, cosmetic: np.random.Generator, lead: _Leads,
-                 accounts: pd.DataFrame, features: FeatureParams, start: np.datetime64) -> pd.DataFrame:
+def _leads_frame(
+    rng: np.random.Generator,
+    cosmetic: np.random.Generator,
+    lead: _Leads,
+    accounts: pd.DataFrame,
+    features: FeatureParams,
+    start: np.datetime64,
+) -> pd.DataFrame:
     n = len(lead.created)
     acc_country = pd.Index(_COUNTRIES).get_indexer(accounts["country"].to_numpy())
     country = _pick(rng, _COUNTRY_P, n)
@@ -476,7 +875,8 @@ def _leads_frame(rng: np.random.Generator, cosmetic: np.random.Generator, lead: 
     email_domain[edu] = np.array(_EDU_DOMAINS, dtype=object)[rng.integers(0, len(_EDU_DOMAINS), edu.sum())]
     comp = lead.competitor
     email_domain[comp] = np.array(features.competitor_domains, dtype=object)[
-        rng.integers(0, len(features.competitor_domains), comp.sum())]
+        rng.integers(0, len(features.competitor_domains), comp.sum())
+    ]
     # leads without an account and without a personal/edu/competitor domain do not exist (see _make_leads)
 
     first = np.array(_FIRST, dtype=object)[cosmetic.integers(0, len(_FIRST), n)]
@@ -486,25 +886,33 @@ def _leads_frame(rng: np.random.Generator, cosmetic: np.random.Generator, lead: 
     # the CRM has seniority / department for ~70 % (enrichment); the rest must be parsed from titles
     known_sen = rng.random(n) < 0.7
     known_dep = rng.random(n) < 0.7
-    return pd.DataFrame({
-        "lead_id": _ids("L", n, 7),
-        "account_id": _strings(np.where(lead.account >= 0, lead.account, -1),
-                               accounts["account_id"].tolist()),
-        "created_at": _timestamps(lead.created, start),
-        "email_domain": pd.Series(email_domain, dtype="str"),
-        "job_title": _titles(rng, cosmetic, lead),
-        "seniority": _strings(np.where(known_sen, lead.seniority, -1), _SENIORITIES),
-        "department": _strings(np.where(known_dep, lead.department, -1), _DEPARTMENTS),
-        "country": _strings(country, _COUNTRIES),
-        "lead_source": _strings(lead.source, _SOURCES),
-        "first_name": pd.Series(first, dtype="str"),
-        "last_name": pd.Series(last, dtype="str"),
-        "email": pd.Series(email, dtype="str"),
-    })
+    return pd.DataFrame(
+        {
+            "lead_id": _ids("L", n, 7),
+            "account_id": _strings(
+                np.where(lead.account >= 0, lead.account, -1), accounts["account_id"].tolist()
+            ),
+            "created_at": _timestamps(lead.created, start),
+            "email_domain": pd.Series(email_domain, dtype="str"),
+            "job_title": _titles(rng, cosmetic, lead),
+            "seniority": _strings(np.where(known_sen, lead.seniority, -1), _SENIORITIES),
+            "department": _strings(np.where(known_dep, lead.department, -1), _DEPARTMENTS),
+            "country": _strings(country, _COUNTRIES),
+            "lead_source": _strings(lead.source, _SOURCES),
+            "first_name": pd.Series(first, dtype="str"),
+            "last_name": pd.Series(last, dtype="str"),
+            "email": pd.Series(email, dtype="str"),
+        }
+    )
 
 
-def _emails(rng: np.random.Generator, first: NDArray[np.object_], last: NDArray[np.object_],
-            domain: NDArray[np.object_], personal: NDArray[np.bool_]) -> NDArray[np.object_]:
+def _emails(
+    rng: np.random.Generator,
+    first: NDArray[np.object_],
+    last: NDArray[np.object_],
+    domain: NDArray[np.object_],
+    personal: NDArray[np.bool_],
+) -> NDArray[np.object_]:
     f = np.char.lower(first.astype(str)).astype(object)
     la = np.char.replace(np.char.replace(np.char.lower(last.astype(str)), " ", ""), "'", "").astype(object)
     initial = np.array([s[:1] for s in f], dtype=object)
@@ -542,16 +950,24 @@ def _fit(rng: np.random.Generator, lead: _Leads, features: FeatureParams) -> tup
     """Fit = observable firmographic/persona terms + a small unobserved noise."""
     emp = lead.employees
     lo, hi = features.sweet_spot
-    size = np.select([np.isnan(emp), emp < 10, emp < lo, emp <= hi, emp < 5000],
-                     [-0.4, -0.7, 0.0, 0.6, 0.15], -0.2)
-    target = np.isin(lead.industry, [_INDUSTRIES.index(i) for i in features.target_industries
-                                     if i in _INDUSTRIES])
+    size = np.select(
+        [np.isnan(emp), emp < 10, emp < lo, emp <= hi, emp < 5000], [-0.4, -0.7, 0.0, 0.6, 0.15], -0.2
+    )
+    target = np.isin(
+        lead.industry, [_INDUSTRIES.index(i) for i in features.target_industries if i in _INDUSTRIES]
+    )
     low = np.isin(lead.industry, [_INDUSTRIES.index(i) for i in _LOW_FIT_INDUSTRIES])
     industry = np.where(target, _FIT_INDUSTRY_TARGET, np.where(low, _FIT_INDUSTRY_LOW, 0.0))
     dept = np.array([_FIT_DEPT[d] for d in _DEPARTMENTS])[lead.department]
-    fit_obs = (size + industry + np.asarray(_FIT_SENIORITY)[lead.seniority] + dept
-               + np.asarray(_FIT_SOURCE)[lead.source] + _FIT_PERSONAL * lead.personal
-               + _FIT_COMPETITOR * lead.competitor)
+    fit_obs = (
+        size
+        + industry
+        + np.asarray(_FIT_SENIORITY)[lead.seniority]
+        + dept
+        + np.asarray(_FIT_SOURCE)[lead.source]
+        + _FIT_PERSONAL * lead.personal
+        + _FIT_COMPETITOR * lead.competitor
+    )
     noise = rng.normal(0.0, FIT_NOISE_SD, len(emp))
     return FIT_SCALE * fit_obs + noise, noise
 
@@ -585,8 +1001,9 @@ def _latents(rng: np.random.Generator, lead: _Leads, params: GenerateParams, dri
     lead_drift_day = (drift_day - lead.day0) if d.enabled else np.full(n, 1 << 40)
 
     emp = lead.employees
-    size_win = np.select([np.isnan(emp), emp < 10, emp < 50, emp <= 500, emp < 5000],
-                         [-0.2, -0.3, 0.0, 0.3, 0.0], -0.4)
+    size_win = np.select(
+        [np.isnan(emp), emp < 10, emp < 50, emp <= 500, emp < 5000], [-0.2, -0.3, 0.0, 0.3, 0.0], -0.4
+    )
     sen_win = np.array([-1.0, -0.3, 0.0, 0.2, 0.3, 0.4, 0.4])[lead.seniority]
     win_score = 0.35 * lead.fit + size_win + sen_win
     close_class = np.select([~(emp >= 50), emp < 1000], [0, 1], 2)
@@ -594,9 +1011,18 @@ def _latents(rng: np.random.Generator, lead: _Leads, params: GenerateParams, dri
 
     type_weight = _type_weights(rng, lead, np.exp(log_webinar), np.exp(log_pricing))
     return _Latents(
-        amplitude=amplitude, tau=tau, rho=rho, log_webinar=log_webinar, log_pricing=log_pricing,
-        bursts=bursts, mult_pre=mult_pre, mult_post=mult_post, drift_day=lead_drift_day,
-        win_score=win_score, close_scale=close_scale, type_weight=type_weight,
+        amplitude=amplitude,
+        tau=tau,
+        rho=rho,
+        log_webinar=log_webinar,
+        log_pricing=log_pricing,
+        bursts=bursts,
+        mult_pre=mult_pre,
+        mult_post=mult_post,
+        drift_day=lead_drift_day,
+        win_score=win_score,
+        close_scale=close_scale,
+        type_weight=type_weight,
         background=_BACKGROUND_RATE * np.exp(rng.normal(0.0, 0.5, n)),
         unsub=_UNSUB_RATE * np.exp(rng.normal(0.0, 0.5, n)),
         click_p=np.clip(_CLICK_P * np.exp(rng.normal(0.0, 0.4, n)), 0.0, 0.8),
@@ -610,8 +1036,9 @@ def _type_weights(rng: np.random.Generator, lead: _Leads, webinar: F64, pricing:
     # events see the lead's intent, not the competitor penalty (competitors browse like buyers)
     intent = np.exp(lead.fit - FIT_SCALE * _FIT_COMPETITOR * lead.competitor)
     sen = lead.seniority
-    senior = np.select([sen == _S["student"], sen == _S["individual"], sen == _S["manager"]],
-                       [0.4, 0.8, 1.2], 1.5)
+    senior = np.select(
+        [sen == _S["student"], sen == _S["individual"], sen == _S["manager"]], [0.4, 0.8, 1.2], 1.5
+    )
     dept = lead.department
     mult = {
         "pricing_view": pricing * senior,
@@ -711,25 +1138,37 @@ def _event_seconds(rng: np.random.Generator, created: I64, day0: I64, day: I64) 
     return (day0 + day) * DAY + np.where(day == 0, same_day, tod)
 
 
-def _derived_events(rng: np.random.Generator, lat: _Latents, sl: slice, r: I64, sec: I64,
-                    kind: I64, end_day: I64) -> tuple[I64, I64, I64]:
+def _derived_events(
+    rng: np.random.Generator, lat: _Latents, sl: slice, r: I64, sec: I64, kind: I64, end_day: I64
+) -> tuple[I64, I64, I64]:
     """Webinar attendance after registrations and clicks after opens (before the export end)."""
-    reg = np.flatnonzero((kind == _T["webinar_register"])
-                         & (rng.random(len(kind)) < lat.attend_p[sl][r]))
+    reg = np.flatnonzero((kind == _T["webinar_register"]) & (rng.random(len(kind)) < lat.attend_p[sl][r]))
     att_day = sec[reg] // DAY + rng.integers(1, 15, len(reg))
     att_sec = att_day * DAY + _business_time(rng, len(reg))
     ok = att_day < end_day[r[reg]]
     opens = np.flatnonzero((kind == _T["email_open"]) & (rng.random(len(kind)) < lat.click_p[sl][r]))
     click_sec = sec[opens] + rng.integers(5, 3600, len(opens))
     ok2 = click_sec < end_day[r[opens]] * DAY
-    return (np.concatenate([r, r[reg][ok], r[opens][ok2]]),
-            np.concatenate([sec, att_sec[ok], click_sec[ok2]]),
-            np.concatenate([kind, np.full(ok.sum(), _T["webinar_attend"]),
-                            np.full(ok2.sum(), _T["email_click"])]))
+    return (
+        np.concatenate([r, r[reg][ok], r[opens][ok2]]),
+        np.concatenate([sec, att_sec[ok], click_sec[ok2]]),
+        np.concatenate(
+            [kind, np.full(ok.sum(), _T["webinar_attend"]), np.full(ok2.sum(), _T["email_click"])]
+        ),
+    )
 
 
-def _unsubscribe(rng: np.random.Generator, lead: _Leads, lat: _Latents, sl: slice, interest: F64,
-                 alive: NDArray[np.bool_], r: I64, sec: I64, kind: I64) -> tuple[I64, I64, I64]:
+def _unsubscribe(
+    rng: np.random.Generator,
+    lead: _Leads,
+    lat: _Latents,
+    sl: slice,
+    interest: F64,
+    alive: NDArray[np.bool_],
+    r: I64,
+    sec: I64,
+    kind: I64,
+) -> tuple[I64, I64, I64]:
     """At most one unsubscribe, likelier while interest is low; no e-mail events after it."""
     hazard = lat.unsub[sl, None] * (0.1 + np.exp(-interest / 0.05)) * alive
     day = _first_crossing(np.cumsum(hazard, axis=1), rng.exponential(size=len(hazard)))
@@ -739,8 +1178,11 @@ def _unsubscribe(rng: np.random.Generator, lead: _Leads, lat: _Latents, sl: slic
     cut[who] = u_sec
     email = (kind == _T["email_open"]) | (kind == _T["email_click"])
     keep = ~(email & (sec > cut[r]))
-    return (np.concatenate([r[keep], who]), np.concatenate([sec[keep], u_sec]),
-            np.concatenate([kind[keep], np.full(len(who), _T["unsubscribe"])]))
+    return (
+        np.concatenate([r[keep], who]),
+        np.concatenate([sec[keep], u_sec]),
+        np.concatenate([kind[keep], np.full(len(who), _T["unsubscribe"])]),
+    )
 
 
 def _hazard_weights(lat: _Latents, sl: slice, kappa: float, fit: F64) -> F64:
@@ -784,8 +1226,9 @@ def _handoff_prob_from_creation(a: F64, rho: F64, g_cum: F64, horizon: I64) -> F
     return -np.expm1(-known - rho * future)
 
 
-def _solve_increasing(f: Callable[[float], float], lo: float, hi: float, target: float,
-                      iters: int = 50) -> float:
+def _solve_increasing(
+    f: Callable[[float], float], lo: float, hi: float, target: float, iters: int = 50
+) -> float:
     """Bisection for an increasing scalar function."""
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
@@ -796,8 +1239,14 @@ def _solve_increasing(f: Callable[[float], float], lo: float, hi: float, target:
     return 0.5 * (lo + hi)
 
 
-def _calibrate(rng: np.random.Generator, lead: _Leads, lat: _Latents, marketing_mql: NDArray[np.bool_],
-               params: GenerateParams, n_days: int) -> tuple[float, float]:
+def _calibrate(
+    rng: np.random.Generator,
+    lead: _Leads,
+    lat: _Latents,
+    marketing_mql: NDArray[np.bool_],
+    params: GenerateParams,
+    n_days: int,
+) -> tuple[float, float]:
     """κ such that (#SQL)/(#MQL) ≈ rates.mql_to_sql, and the win intercept for rates.sql_to_won.
 
     Uses (up to 3000) leads created in the first half of the span over their whole life, with exact
@@ -822,8 +1271,9 @@ def _calibrate(rng: np.random.Generator, lead: _Leads, lat: _Latents, marketing_
     p = _handoff_prob_from_creation(kappa * a, rho, g_cum, horizon)
     win_target = min(params.rates.sql_to_won / params.rates.sql_to_opportunity, 0.95)
     score = lat.win_score[cohort]
-    intercept = _solve_increasing(lambda c: float((p * expit(c + score)).sum() / p.sum()), -10.0, 10.0,
-                                  win_target)
+    intercept = _solve_increasing(
+        lambda c: float((p * expit(c + score)).sum() / p.sum()), -10.0, 10.0, win_target
+    )
     return kappa, intercept
 
 
@@ -839,13 +1289,21 @@ def _mql_qualifies(ev: _Events, lead: _Leads, features: FeatureParams, threshold
     lo, hi = features.sweet_spot
     emp = lead.employees
     senior = np.isin(lead.seniority, [_S[s] for s in base.senior_levels if s in _S])
-    fit_pts = (pts.size_sweet_spot * ((emp >= lo) & (emp <= hi)) + pts.senior_title * senior
-               + pts.personal_email * lead.personal + pts.student * lead.student
-               + pts.competitor * lead.competitor)
+    fit_pts = (
+        pts.size_sweet_spot * ((emp >= lo) & (emp <= hi))
+        + pts.senior_title * senior
+        + pts.personal_email * lead.personal
+        + pts.student * lead.student
+        + pts.competitor * lead.competitor
+    )
     score = fit_pts[ev.lead].astype(float)
     idx = np.arange(len(ev.lead))
-    for name, value in (("pricing_view", pts.pricing_view), ("content_download", pts.content_download),
-                        ("webinar_attend", pts.webinar_attend), ("demo_view", pts.demo_view)):
+    for name, value in (
+        ("pricing_view", pts.pricing_view),
+        ("content_download", pts.content_download),
+        ("webinar_attend", pts.webinar_attend),
+        ("demo_view", pts.demo_view),
+    ):
         last = np.maximum.accumulate(np.where(ev.kind == _T[name], idx, -1))
         ok = (last >= 0) & (ev.lead[np.maximum(last, 0)] == ev.lead)
         score += value * (ok & (ev.sec - ev.sec[np.maximum(last, 0)] <= window))
@@ -886,8 +1344,15 @@ def _next_after(keys: I64, lead: I64, sec: I64) -> tuple[I64, NDArray[np.bool_]]
     return pos, ok
 
 
-def _marketing_stages(rng: np.random.Generator, ev: _Events, qualifies: NDArray[np.bool_], lead: _Leads,
-                      handoff: I64, end: int, out: _Stages) -> tuple[I64, NDArray[np.bool_]]:
+def _marketing_stages(
+    rng: np.random.Generator,
+    ev: _Events,
+    qualifies: NDArray[np.bool_],
+    lead: _Leads,
+    handoff: I64,
+    end: int,
+    out: _Stages,
+) -> tuple[I64, NDArray[np.bool_]]:
     """MQL cycles (MQL → recycled after QUIET_DAYS quiet → MQL ...) and disqualification.
 
     Returns the last marketing row time per lead (−1 if none) and whether the lead's current cycle has
@@ -959,17 +1424,28 @@ def _disqualification(rng: np.random.Generator, lead: _Leads, m1: I64) -> tuple[
 
     emp = lead.employees
     wrong_title = np.where(lead.seniority == _S["individual"], 2.0, 0.3)
-    not_fit = np.where(~(emp >= 10) | np.isin(lead.industry, [_INDUSTRIES.index(i)
-                                                               for i in _LOW_FIT_INDUSTRIES]), 2.0, 0.3)
+    not_fit = np.where(
+        ~(emp >= 10) | np.isin(lead.industry, [_INDUSTRIES.index(i) for i in _LOW_FIT_INDUSTRIES]), 2.0, 0.3
+    )
     weights = np.column_stack([wrong_title, not_fit, np.ones(n)])
     reason = np.array([_R["wrong_title"], _R["not_a_fit"], _R["no_budget"]])[
-        _pick_rows(rng, weights, np.arange(n))]
+        _pick_rows(rng, weights, np.arange(n))
+    ]
     reason = np.where(lead.student, _R["student"], np.where(lead.competitor, _R["competitor"], reason))
     return sec, reason
 
 
-def _sales_stages(rng: np.random.Generator, lead: _Leads, lat: _Latents, handoff: I64, win_intercept: float,
-                  p_opp: float, last_row: I64, open_mql: NDArray[np.bool_], out: _Stages) -> dict[str, F64]:
+def _sales_stages(
+    rng: np.random.Generator,
+    lead: _Leads,
+    lat: _Latents,
+    handoff: I64,
+    win_intercept: float,
+    p_opp: float,
+    last_row: I64,
+    open_mql: NDArray[np.bool_],
+    out: _Stages,
+) -> dict[str, F64]:
     """SAL/SQL at the hand-off, then opportunity and close; returns realised times for the truth."""
     n = len(handoff)
     has_sal = rng.random(n) < P_SAL
@@ -983,7 +1459,8 @@ def _sales_stages(rng: np.random.Generator, lead: _Leads, lat: _Latents, handoff
     lost_sec = sql + rng.integers(LOST_DELAY_DAYS[0], LOST_DELAY_DAYS[1] + 1, n) * DAY
     closed = np.where(opp, opp_sec + close_delay, lost_sec)
     reason_lost = np.array([_R[r] for r in ("no_budget", "bad_timing", "not_a_fit", "competitor")])[
-        rng.integers(0, 4, n)]
+        rng.integers(0, 4, n)
+    ]
     mql_gap = rng.integers(60, 4 * 3600, n)
 
     h = np.flatnonzero(handoff >= 0)
@@ -1001,8 +1478,13 @@ def _sales_stages(rng: np.random.Generator, lead: _Leads, lat: _Latents, handoff
     out.add(lost, "closed_lost", closed[lost], reason_lost[lost])
 
     never = handoff < 0
-    return {"sql": np.where(never, -1, sql), "opportunity": opp & ~never, "won": opp & won & ~never,
-            "closed": np.where(never, -1, closed), "win_prob": win_prob}
+    return {
+        "sql": np.where(never, -1, sql),
+        "opportunity": opp & ~never,
+        "won": opp & won & ~never,
+        "closed": np.where(never, -1, closed),
+        "win_prob": win_prob,
+    }
 
 
 # === public API =========================================================================================
@@ -1015,7 +1497,8 @@ def generate(params: GenerateParams, features: FeatureParams) -> dict[str, pd.Da
     """
     streams = np.random.SeedSequence(params.seed).spawn(8)
     rng_acc, rng_lead, rng_lat, rng_ev, rng_cal, rng_t, rng_stage, rng_cos = (
-        np.random.Generator(np.random.PCG64(s)) for s in streams)
+        np.random.Generator(np.random.PCG64(s)) for s in streams
+    )
     start = pd.Timestamp(params.start).normalize()
     end_ts = start + pd.DateOffset(months=params.months)
     n_days = (end_ts - start).days
@@ -1039,8 +1522,17 @@ def generate(params: GenerateParams, features: FeatureParams) -> dict[str, pd.Da
 
     stages = _Stages()
     last_row, open_mql = _marketing_stages(rng_stage, ev, qualifies, lead, handoff, end, stages)
-    realised = _sales_stages(rng_stage, lead, lat, handoff, win_intercept, params.rates.sql_to_opportunity,
-                             last_row, open_mql, stages)
+    realised = _sales_stages(
+        rng_stage,
+        lead,
+        lat,
+        handoff,
+        win_intercept,
+        params.rates.sql_to_opportunity,
+        last_row,
+        open_mql,
+        stages,
+    )
     return {
         "accounts": accounts,
         "leads": leads,
@@ -1050,8 +1542,9 @@ def generate(params: GenerateParams, features: FeatureParams) -> dict[str, pd.Da
     }
 
 
-def _events_frame(rng: np.random.Generator, ev: _Events, lead_ids: pd.Series,
-                  start: np.datetime64) -> pd.DataFrame:
+def _events_frame(
+    rng: np.random.Generator, ev: _Events, lead_ids: pd.Series, start: np.datetime64
+) -> pd.DataFrame:
     vocab: list[str] = []
     offset = np.full(len(EVENT_TYPES), -1)
     size = np.zeros(len(EVENT_TYPES), dtype=np.int64)
@@ -1060,13 +1553,15 @@ def _events_frame(rng: np.random.Generator, ev: _Events, lead_ids: pd.Series,
         vocab.extend(values)
     k = ev.kind.astype(np.int64)
     prop = np.where(size[k] > 0, offset[k] + (rng.random(len(k)) * size[k]).astype(np.int64), -1)
-    return pd.DataFrame({
-        "event_id": _ids("E", len(k), 9),
-        "lead_id": _strings(ev.lead, lead_ids.tolist()),
-        "ts": _timestamps(ev.sec, start),
-        "event_type": _strings(k, EVENT_TYPES),
-        "properties": _strings(prop, vocab),
-    })
+    return pd.DataFrame(
+        {
+            "event_id": _ids("E", len(k), 9),
+            "lead_id": _strings(ev.lead, lead_ids.tolist()),
+            "ts": _timestamps(ev.sec, start),
+            "event_type": _strings(k, EVENT_TYPES),
+            "properties": _strings(prop, vocab),
+        }
+    )
 
 
 def _stage_frame(stages: _Stages, lead_ids: pd.Series, end: int, start: np.datetime64) -> pd.DataFrame:
@@ -1078,16 +1573,27 @@ def _stage_frame(stages: _Stages, lead_ids: pd.Series, end: int, start: np.datet
     rank = np.array([contract.STAGE_RANK.get(s, 0) for s in contract.STAGES])[stage]
     order = np.lexsort((rank, sec, lead))
     order = order[keep[order]]
-    return pd.DataFrame({
-        "lead_id": _strings(lead[order], lead_ids.tolist()),
-        "stage": _strings(stage[order], contract.STAGES),
-        "ts": _timestamps(sec[order], start),
-        "reason": _strings(reason[order], _REASONS),
-    })
+    return pd.DataFrame(
+        {
+            "lead_id": _strings(lead[order], lead_ids.tolist()),
+            "stage": _strings(stage[order], contract.STAGES),
+            "ts": _timestamps(sec[order], start),
+            "reason": _strings(reason[order], _REASONS),
+        }
+    )
 
 
-def _truth_frame(lead: _Leads, lat: _Latents, leads: pd.DataFrame, kappa: float, realised: dict[str, F64],
-                 handoff: I64, params: GenerateParams, start: np.datetime64, drift_day: int) -> pd.DataFrame:
+def _truth_frame(
+    lead: _Leads,
+    lat: _Latents,
+    leads: pd.DataFrame,
+    kappa: float,
+    realised: dict[str, F64],
+    handoff: I64,
+    params: GenerateParams,
+    start: np.datetime64,
+    drift_day: int,
+) -> pd.DataFrame:
     n = len(lead.created)
 
     def ts(sec: I64) -> pd.Series:
@@ -1096,30 +1602,32 @@ def _truth_frame(lead: _Leads, lat: _Latents, leads: pd.DataFrame, kappa: float,
 
     bursts = [row[row != _NO_BURST].astype(np.int64) for row in lat.bursts]
     drift_at = start + np.timedelta64(drift_day, "D") if params.drift.enabled else np.datetime64("NaT", "us")
-    return pd.DataFrame({
-        "lead_id": leads["lead_id"],
-        "created_at": leads["created_at"],
-        "fit": lead.fit,
-        "fit_noise": lead.fit_noise,
-        "amplitude": lat.amplitude,
-        "tau_days": lat.tau,
-        "rho_per_day": lat.rho,
-        "kappa": np.full(n, kappa),
-        "burst_mult_pre": lat.mult_pre,
-        "burst_mult_post": lat.mult_post,
-        "drift_at": pd.Series(np.full(n, drift_at), dtype="datetime64[us]"),
-        "burst_days": bursts,
-        "webinar_affinity": np.exp(lat.log_webinar),
-        "pricing_affinity": np.exp(lat.log_pricing),
-        "win_prob": realised["win_prob"],
-        "close_scale_days": lat.close_scale,
-        "p_opportunity": np.full(n, params.rates.sql_to_opportunity),
-        "handoff_at": ts(handoff),
-        "sql_at": ts(realised["sql"]),
-        "opportunity": realised["opportunity"],
-        "won": realised["won"],
-        "closed_at": ts(realised["closed"]),
-    })
+    return pd.DataFrame(
+        {
+            "lead_id": leads["lead_id"],
+            "created_at": leads["created_at"],
+            "fit": lead.fit,
+            "fit_noise": lead.fit_noise,
+            "amplitude": lat.amplitude,
+            "tau_days": lat.tau,
+            "rho_per_day": lat.rho,
+            "kappa": np.full(n, kappa),
+            "burst_mult_pre": lat.mult_pre,
+            "burst_mult_post": lat.mult_post,
+            "drift_at": pd.Series(np.full(n, drift_at), dtype="datetime64[us]"),
+            "burst_days": bursts,
+            "webinar_affinity": np.exp(lat.log_webinar),
+            "pricing_affinity": np.exp(lat.log_pricing),
+            "win_prob": realised["win_prob"],
+            "close_scale_days": lat.close_scale,
+            "p_opportunity": np.full(n, params.rates.sql_to_opportunity),
+            "handoff_at": ts(handoff),
+            "sql_at": ts(realised["sql"]),
+            "opportunity": realised["opportunity"],
+            "won": realised["won"],
+            "closed_at": ts(realised["closed"]),
+        }
+    )
 
 
 def write_tables(tables: dict[str, pd.DataFrame], raw_dir: Path) -> None:
@@ -1160,8 +1668,16 @@ def _gamma_int(y: F64, scale: F64) -> F64:
 def _gamma_int2(y: F64, scale: F64) -> F64:
     """∫_0^y ∫_0^v F(u) du dv = E[(y − D)²/2; D ≤ y]."""
     k = CLOSE_SHAPE
-    return np.where(y > 0, 0.5 * (y**2 * _gamma_cdf(y, scale) - 2 * y * k * scale * _gamma_cdf(y, scale, 1)
-                                  + k * (k + 1) * scale**2 * _gamma_cdf(y, scale, 2)), 0.0)
+    return np.where(
+        y > 0,
+        0.5
+        * (
+            y**2 * _gamma_cdf(y, scale)
+            - 2 * y * k * scale * _gamma_cdf(y, scale, 1)
+            + k * (k + 1) * scale**2 * _gamma_cdf(y, scale, 2)
+        ),
+        0.0,
+    )
 
 
 def _sql_kernel(horizon: int) -> F64:
@@ -1181,8 +1697,12 @@ def _won_kernel(horizon: int, scale: float) -> F64:
     for n in lags:
         y = m - n
         direct = _gamma_int(y, s) - _gamma_int(y - 1, s)
-        sal = (_gamma_int2(y - a, s) - _gamma_int2(y - a - 1, s) - _gamma_int2(y - b, s)
-               + _gamma_int2(y - b - 1, s)) / (b - a)
+        sal = (
+            _gamma_int2(y - a, s)
+            - _gamma_int2(y - a - 1, s)
+            - _gamma_int2(y - b, s)
+            + _gamma_int2(y - b - 1, s)
+        ) / (b - a)
         total += (1 - P_SAL) * direct + P_SAL * sal
     return total / len(lags)
 
@@ -1202,8 +1722,10 @@ class _OracleLeads:
 
 
 def _oracle_leads(truth: pd.DataFrame, rows: I64, horizon: int) -> _OracleLeads:
-    tr = {c: truth[c].to_numpy(dtype=float)[rows] for c in
-          ("fit", "amplitude", "tau_days", "rho_per_day", "kappa", "burst_mult_pre", "burst_mult_post")}
+    tr = {
+        c: truth[c].to_numpy(dtype=float)[rows]
+        for c in ("fit", "amplitude", "tau_days", "rho_per_day", "kappa", "burst_mult_pre", "burst_mult_post")
+    }
     created_day = np.floor(_seconds(truth["created_at"].to_numpy()[rows]) / DAY)
     drift = _seconds(truth["drift_at"].to_numpy()[rows]) / DAY - created_day
     base = tr["kappa"] * np.exp(tr["fit"]) * tr["amplitude"]
@@ -1212,11 +1734,21 @@ def _oracle_leads(truth: pd.DataFrame, rows: I64, horizon: int) -> _OracleLeads:
     g_cum = np.cumsum(_g((np.arange(horizon)[None, :] + 0.5) / tr["tau_days"][:, None]), axis=1)
     zero = np.zeros((len(rows), 1))
     phi_pre = np.hstack([zero, np.cumsum(-np.expm1(-a_pre[:, None] * g_cum), axis=1)])
-    phi_post = phi_pre if np.array_equal(a_pre, a_post) else np.hstack(
-        [zero, np.cumsum(-np.expm1(-a_post[:, None] * g_cum), axis=1)])
-    return _OracleLeads(tau=tr["tau_days"], rho=tr["rho_per_day"], a_pre=a_pre, a_post=a_post,
-                        drift_day=np.where(np.isinf(drift), 1 << 40, drift).astype(np.int64),
-                        bursts=_pad(truth["burst_days"].to_numpy()[rows]), phi_pre=phi_pre, phi_post=phi_post)
+    phi_post = (
+        phi_pre
+        if np.array_equal(a_pre, a_post)
+        else np.hstack([zero, np.cumsum(-np.expm1(-a_post[:, None] * g_cum), axis=1)])
+    )
+    return _OracleLeads(
+        tau=tr["tau_days"],
+        rho=tr["rho_per_day"],
+        a_pre=a_pre,
+        a_post=a_post,
+        drift_day=np.where(np.isinf(drift), 1 << 40, drift).astype(np.int64),
+        bursts=_pad(truth["burst_days"].to_numpy()[rows]),
+        phi_pre=phi_pre,
+        phi_post=phi_post,
+    )
 
 
 def _handoff_pmf(ol: _OracleLeads, lead: I64, k: I64, horizon: int) -> F64:
@@ -1251,8 +1783,9 @@ def _handoff_pmf(ol: _OracleLeads, lead: I64, k: I64, horizon: int) -> F64:
     return np.hstack([np.ones((n_ex, 1)), surv[:, :-1]]) - surv
 
 
-def true_probability(truth: pd.DataFrame, stage_history: pd.DataFrame, examples: pd.DataFrame, stage: str,
-                     horizon_days: int) -> np.ndarray:
+def true_probability(
+    truth: pd.DataFrame, stage_history: pd.DataFrame, examples: pd.DataFrame, stage: str, horizon_days: int
+) -> np.ndarray:
     """Exact probability that each example's lead reaches ``stage`` in (snapshot_ts, snapshot_ts + horizon].
 
     Conditions on what the generator knows at the snapshot: the lead's latents and bursts started before
@@ -1340,15 +1873,19 @@ def _stage_times(stage_history: pd.DataFrame, lead_ids: pd.Series, pos: I64) -> 
     first = sh.groupby(["stage", "lead_id"])["ts"].min()
     out = {}
     for name in names:
-        s = first.xs(name, level="stage") if name in first.index.get_level_values(0) else pd.Series(
-            dtype="datetime64[us]")
+        s = (
+            first.xs(name, level="stage")
+            if name in first.index.get_level_values(0)
+            else pd.Series(dtype="datetime64[us]")
+        )
         aligned = s.reindex(lead_ids.to_numpy()).to_numpy()
         out[name] = _seconds(aligned)[pos] / DAY
     return out
 
 
-def _expect_over_handoff(truth: pd.DataFrame, pos: I64, k: I64, mask: NDArray[np.bool_], horizon: int,
-                         kernels: F64, which: I64) -> F64:
+def _expect_over_handoff(
+    truth: pd.DataFrame, pos: I64, k: I64, mask: NDArray[np.bool_], horizon: int, kernels: F64, which: I64
+) -> F64:
     """Σ_j P(hand-off in window day j | none before) · kernels[j, which] for the masked examples."""
     uniq, lead = np.unique(pos[mask], return_inverse=True)
     ol = _oracle_leads(truth, uniq, horizon)

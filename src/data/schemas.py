@@ -13,6 +13,8 @@ from typing import Final, Literal
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
 from leadscore.data.contract import (
     EVENT_TYPES,
     OPTIONAL_COLUMNS,
@@ -21,7 +23,6 @@ from leadscore.data.contract import (
     STAGES,
     TABLES,
 )
-from pandera.errors import SchemaErrors
 
 #: pandas 3's default string dtype (Arrow-backed, NaN as the missing value).
 STR: Final = pd.StringDtype("pyarrow", na_value=np.nan)

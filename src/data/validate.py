@@ -33,11 +33,12 @@ from typing import Final
 
 import numpy as np
 import pandas as pd
+from pandas.api import types as ptypes
+
 from leadscore.config import Params, ValidateParams
 from leadscore.data.contract import PRIMARY_KEYS, REQUIRED_COLUMNS, STAGE_RANK, TABLES
 from leadscore.data.load import read_table
 from leadscore.data.schemas import COLUMN_KINDS, STR, TIMESTAMP, row_failures, table_schema
-from pandas.api import types as ptypes
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,8 @@ _DEPARTMENT_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "it",
         re.compile(
-            r"\b(it|information technology|systems administrator|sysadmin|help desk|network|support technician)\b"
+            r"\b(it|information technology|systems administrator|sysadmin|help desk|network"
+            r"|support technician)\b"
         ),
     ),
     ("engineering", re.compile(r"\b(engineer|engineering|developer|software|data|devops|full stack)\b")),

@@ -8,6 +8,7 @@ server never unpickles anything.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, Literal
 
 import numpy as np
@@ -54,7 +55,7 @@ class Calibrator:
             return cls("sigmoid", a_=float(data["a"]), b_=float(data["b"]))
         if method == "isotonic":
             x, y = [float(v) for v in data["x"]], [float(v) for v in data["y"]]
-            if len(x) != len(y) or len(x) < 2 or any(b < a for a, b in zip(x, x[1:], strict=False)):
+            if len(x) != len(y) or len(x) < 2 or any(b < a for a, b in pairwise(x)):
                 raise ValueError("isotonic calibrator needs two or more increasing x with matching y")
             return cls("isotonic", x_=tuple(x), y_=tuple(y))
         raise ValueError(f"unknown calibrator method {method!r}")

@@ -9,7 +9,6 @@ No ``from __future__ import annotations`` here: FastAPI must see the route annot
 aliases defined inside ``create_flat_app``) as objects, not strings.
 """
 
-
 import contextlib
 import hmac
 import json

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from leadscore.config import Params, load_params
 
 PARAMS_YAML = Path(__file__).resolve().parents[2] / "params.yaml"

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from leadscore.config import ValidateParams
 from leadscore.data.contract import TABLES
 from leadscore.data.load import read_table

@@ -31,7 +31,10 @@ def test_flat_bundle_is_served_with_auth_limits_and_validation(flat_bundle: Path
     app = create_app(load_settings(bundle_dir=flat_bundle, api_key=KEY, max_body_bytes=20_000))
     with TestClient(app) as client:
         assert client.get("/ready").status_code == 200
-        row = {"lead_id": "x1", "attributes": {"Industry": "Software", "Web Visits": "9", "Lead Source": "Webinar"}}
+        row = {
+            "lead_id": "x1",
+            "attributes": {"Industry": "Software", "Web Visits": "9", "Lead Source": "Webinar"},
+        }
         assert client.post("/v1/score", json=row).status_code == 401
         auth = {"X-API-Key": KEY}
         r = client.post("/v1/score", json=row, headers=auth)

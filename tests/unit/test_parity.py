@@ -126,7 +126,7 @@ event_strategy = st.lists(
 
 stage_strategy = st.lists(
     st.tuples(
-        st.integers(0, 3), st.sampled_from(_BOUNDARIES + [-50 * 86400, -400 * 86400]), st.sampled_from(STAGES)
+        st.integers(0, 3), st.sampled_from([*_BOUNDARIES, -50 * 86400, -400 * 86400]), st.sampled_from(STAGES)
     ),
     max_size=8,
 )
