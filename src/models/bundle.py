@@ -2,7 +2,7 @@
 
 Layout of ``models/`` (``params.data.models_dir``)::
 
-    manifest.json            format, per-file sha256, bundle_checksum (files only), created_at
+    manifest.json            format, per-file sha256, bundle_checksum (files only), created_at when known
     metadata.json            targets (stage, horizon), model_version, data cutoff, library versions
     feature_spec.json        FeatureParams + BaselineParams + model feature order + category vocabularies
     thresholds.json          ordered stage rules resolved to probabilities (+ the goals they came from)
@@ -12,7 +12,10 @@ Layout of ``models/`` (``params.data.models_dir``)::
     calibrator_<target>.json calibrator as plain numbers
 
 ``bundle_checksum`` hashes the sorted (path, sha256) list, so it is identical whenever the files are,
-whatever the wall-clock ``created_at`` says. ``load_bundle`` verifies every checksum before it builds
+whatever ``created_at`` says. ``created_at`` is written only when given (or from ``SOURCE_DATE_EPOCH``, the
+reproducible-builds convention), so rerunning the pipeline gives a byte-identical ``models/`` folder and
+DVC sees no change; the wall-clock time of a training run is in its MLflow run.
+``load_bundle`` verifies every checksum before it builds
 anything, and refuses files not in the manifest, so a half-copied or tampered bundle never serves.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -82,12 +86,12 @@ def write_bundle(out_dir: Path, files: dict[str, str | bytes], created_at: str |
             path.write_bytes(content.encode() if isinstance(content, str) else content)
             sums[name] = sha256_file(path)
         checksum = bundle_checksum(sums)
-        manifest = {
-            "format": FORMAT,
-            "files": sums,
-            "bundle_checksum": checksum,
-            "created_at": created_at or datetime.now(UTC).isoformat(timespec="seconds"),
-        }
+        manifest: dict[str, Any] = {"format": FORMAT, "files": sums, "bundle_checksum": checksum}
+        if created_at is None and os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+            stamp = datetime.fromtimestamp(int(os.environ["SOURCE_DATE_EPOCH"]), UTC)
+            created_at = stamp.isoformat(timespec="seconds")
+        if created_at is not None:
+            manifest["created_at"] = created_at
         (tmp / MANIFEST).write_text(dumps(manifest))
         backup = out_dir.with_name(f".{out_dir.name}-old")
         if backup.exists():

@@ -61,6 +61,11 @@ def _score_quantiles(bundle: Bundle) -> np.ndarray | None:
     return q
 
 
+def _mtime(bundle: Bundle) -> str:
+    stamp = max((bundle.path / f"model_{t}.txt").stat().st_mtime for t in bundle.targets)
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
+
+
 def chain_of(bundle: Bundle) -> tuple[str | None, tuple[str, ...]]:
     """(upper target, targets capped at it) from the bundle's metadata ``chain``."""
     chain = bundle.metadata.get("chain") or {}
@@ -169,7 +174,11 @@ def build_model(bundle: Bundle) -> LoadedModel:
         "model_version": bundle.version,
         "bundle_checksum": bundle.checksum,
         "created_at": bundle.manifest.get("created_at"),
-        "trained_at": bundle.metadata.get("trained_at", bundle.manifest.get("created_at")),
+        # The bundle holds no wall-clock time (reruns are byte-identical); when the manifest has no
+        # created_at, the model files' modification time says when this copy was trained.
+        "trained_at": bundle.metadata.get("trained_at")
+        or bundle.manifest.get("created_at")
+        or _mtime(bundle),
         "data_cutoff": bundle.metadata.get("data_cutoff"),
         "targets": bundle.metadata.get("target_info") or {t: {} for t in bundle.targets},
         "thresholds": th,
