@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.config import FeatureParams
-from leadscore.data.contract import DEPARTMENTS, SENIORITIES
+from leadscore.data.contract import DEPARTMENTS, REQUIRED_COLUMNS, SENIORITIES
 
 # Ordered: the first pattern that matches wins ("Vice President" is a VP, not a president).
 _SENIORITY_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -147,19 +147,7 @@ def lead_attributes(leads: pd.DataFrame, accounts: pd.DataFrame, params: Feature
     acc_cols = ["account_id", "industry", "employees", "annual_revenue"]
     acc = accounts[acc_cols + (["tech_stack"] if "tech_stack" in accounts.columns else [])]
     acc = acc.rename(columns={"industry": "_industry"})
-    frame = leads[
-        [
-            "lead_id",
-            "account_id",
-            "created_at",
-            "email_domain",
-            "job_title",
-            "seniority",
-            "department",
-            "country",
-            "lead_source",
-        ]
-    ].merge(acc, on="account_id", how="left")
+    frame = leads[list(REQUIRED_COLUMNS["leads"])].merge(acc, on="account_id", how="left")
     attrs = attributes_from_columns(
         {c: frame[c].to_numpy(dtype=object) for c in frame.columns if c != "created_at"}, params
     )

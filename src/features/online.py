@@ -18,6 +18,20 @@ from leadscore.features.attributes import attributes_from_columns
 from leadscore.features.derive import derive_features, rule_score
 from leadscore.features.spec import SECONDS_PER_DAY, FeatureSpec
 
+#: Raw lead + account columns ``OnlineFeatureBuilder.build`` reads (the account's industry as ``_industry``).
+RAW_ATTRIBUTE_COLUMNS: tuple[str, ...] = (
+    "job_title",
+    "seniority",
+    "department",
+    "country",
+    "lead_source",
+    "email_domain",
+    "_industry",
+    "employees",
+    "annual_revenue",
+    "tech_stack",
+)
+
 
 @dataclass(frozen=True)
 class EventArrays:

@@ -22,7 +22,7 @@ from typing import Any, Final, Literal
 import numpy as np
 
 from leadscore.data.contract import EVENT_TYPES, STAGES
-from leadscore.features.online import EventArrays, StageArrays
+from leadscore.features.online import RAW_ATTRIBUTE_COLUMNS, EventArrays, StageArrays
 from leadscore.serve.schemas import ScoreRequest
 
 _EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -32,20 +32,6 @@ _SECOND: Final = timedelta(seconds=1)
 MAX_ERRORS_PER_LEAD: Final = 20
 UNKNOWN_TYPE: Final = -2
 _STAGE_SET: Final = frozenset(STAGES)
-
-#: Raw attribute columns the online builder reads (``features.online.OnlineFeatureBuilder.build``).
-RAW_COLUMNS: Final = (
-    "job_title",
-    "seniority",
-    "department",
-    "country",
-    "lead_source",
-    "email_domain",
-    "_industry",
-    "employees",
-    "annual_revenue",
-    "tech_stack",
-)
 
 
 def epoch_seconds(dt: datetime) -> int:
@@ -161,7 +147,7 @@ def prepare(
     positions: list[int] = []
     errors: dict[int, list[dict[str, Any]]] = {}
     unknown: dict[str, int] = {}
-    cols: dict[str, list[Any]] = {c: [] for c in RAW_COLUMNS}
+    cols: dict[str, list[Any]] = {c: [] for c in RAW_ATTRIBUTE_COLUMNS}
     ev_counts: list[int] = []
     ev_ts: list[int] = []
     ev_code: list[int] = []

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from leadscore.config import Params
-from leadscore.features.online import EventArrays, OnlineFeatureBuilder, StageArrays
+from leadscore.features.online import RAW_ATTRIBUTE_COLUMNS, EventArrays, OnlineFeatureBuilder, StageArrays
 from leadscore.models.bundle import Bundle
 from tests.model.synthetic import tmp_params
 
@@ -25,19 +25,6 @@ FIXED_STAGES = [
     {"name": "mql", "probability": 0.05},
     {"name": "nurture", "probability": 0.0},
 ]
-#: Raw attribute columns the online builder reads (lead + account, account industry as ``_industry``).
-RAW_COLUMNS = (
-    "job_title",
-    "seniority",
-    "department",
-    "country",
-    "lead_source",
-    "email_domain",
-    "_industry",
-    "employees",
-    "annual_revenue",
-    "tech_stack",
-)
 
 
 @dataclass
@@ -124,7 +111,7 @@ def online_features(
         ts=seconds(sh["ts"]),
         stage=sh["stage"].to_numpy(dtype=object),
     )
-    raw = {c: frame[c].to_numpy(dtype=object) for c in RAW_COLUMNS if c in frame.columns}
+    raw = {c: frame[c].to_numpy(dtype=object) for c in RAW_ATTRIBUTE_COLUMNS if c in frame.columns}
     if "tech_stack" not in raw:
         raw["tech_stack"] = np.full(len(frame), None, dtype=object)
     return builder.build(seconds(frame["snapshot_ts"]), seconds(frame["created_at"]), raw, events, stages)

@@ -15,7 +15,7 @@ from leadscore.config import BaselineParams, load_params
 from leadscore.data.contract import STAGES
 from leadscore.features.attributes import lead_attributes
 from leadscore.features.batch import build_features
-from leadscore.features.online import EventArrays, OnlineFeatureBuilder, StageArrays
+from leadscore.features.online import RAW_ATTRIBUTE_COLUMNS, EventArrays, OnlineFeatureBuilder, StageArrays
 from leadscore.features.spec import FeatureSpec
 
 PARAMS = load_params("params.yaml")
@@ -88,21 +88,7 @@ def _online(
     arrays = EventArrays(lead=ev_rows, ts=_secs(ev.ts), type_code=builder.type_codes(ev.event_type.tolist()))
     sh, sh_rows = _flatten(examples, index, stages)
     stage_arrays = StageArrays(lead=sh_rows, ts=_secs(sh.ts), stage=sh.stage.to_numpy(dtype=object))
-    raw = {
-        c: frame[c].to_numpy(dtype=object)
-        for c in (
-            "job_title",
-            "seniority",
-            "department",
-            "country",
-            "lead_source",
-            "email_domain",
-            "_industry",
-            "employees",
-            "annual_revenue",
-            "tech_stack",
-        )
-    }
+    raw = {c: frame[c].to_numpy(dtype=object) for c in RAW_ATTRIBUTE_COLUMNS}
     cols = builder.build(_secs(frame.snapshot_ts), _secs(frame.created_at), raw, arrays, stage_arrays)
     return frame[["lead_id", "snapshot_ts"]].assign(**{k: v for k, v in cols.items()})
 
