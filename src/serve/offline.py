@@ -40,36 +40,16 @@ import orjson
 import pandas as pd
 from pydantic import ValidationError
 
+from leadscore.data.contract import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from leadscore.models.bundle import BundleError
 from leadscore.serve.payload import PayloadPolicy
 from leadscore.serve.schemas import SCORE_ADAPTER, ScoreRequest
 from leadscore.serve.scorer import LoadedModel, load_model, score_requests
 
 CHUNK = 1000
-LEAD_FIELDS = (
-    "lead_id",
-    "created_at",
-    "account_id",
-    "email",
-    "email_domain",
-    "job_title",
-    "seniority",
-    "department",
-    "country",
-    "lead_source",
-    "first_name",
-    "last_name",
-)
-ACCOUNT_FIELDS = (
-    "account_id",
-    "name",
-    "domain",
-    "industry",
-    "employees",
-    "annual_revenue",
-    "country",
-    "tech_stack",
-)
+# The contract's lead and account columns (required, then optional) are what a file row may carry.
+LEAD_FIELDS = (*REQUIRED_COLUMNS["leads"], *OPTIONAL_COLUMNS["leads"])
+ACCOUNT_FIELDS = (*REQUIRED_COLUMNS["accounts"], *OPTIONAL_COLUMNS["accounts"])
 #: Inline account columns of a leads file (lead and account both have ``country``).
 INLINE_ACCOUNT = {
     "industry": "industry",
