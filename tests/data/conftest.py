@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from leadscore.config import Params, load_params
+from tests.paths import data_dirs
 
 PARAMS_YAML = Path(__file__).resolve().parents[2] / "params.yaml"
 EXPORT_TIME = "2024-06-01T00:00:00"
@@ -104,11 +105,7 @@ def write_tables(raw: dict[str, pd.DataFrame], raw_dir: Path, fmt: str) -> None:
 def make_params(tmp_path: Path, **validate: object) -> Params:
     """Return params with every data folder under ``tmp_path`` and the fixed test export time."""
     overrides: dict[str, object] = {
-        "data.raw_dir": str(tmp_path / "raw"),
-        "data.interim_dir": str(tmp_path / "interim"),
-        "data.processed_dir": str(tmp_path / "processed"),
-        "data.models_dir": str(tmp_path / "models"),
-        "data.reports_dir": str(tmp_path / "reports"),
+        **data_dirs(tmp_path),
         "validate.export_time": EXPORT_TIME,
     }
     overrides.update({f"validate.{k}": v for k, v in validate.items()})

@@ -34,6 +34,7 @@ from leadscore.models.evaluate import run_evaluate
 from leadscore.models.flat import FlatScorer, run_train_table, train_flat
 from leadscore.models.leakage import run_leakage_report
 from leadscore.models.train import run_train
+from tests.paths import data_dirs
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS_YAML = ROOT / "params.yaml"
@@ -491,12 +492,7 @@ def small_params(
 ) -> Params:
     """Params with every folder under ``tmp``, short horizons and a small model."""
     overrides: dict[str, Any] = {
-        "data.raw_dir": str(tmp / "raw"),
-        "data.interim_dir": str(tmp / "interim"),
-        "data.processed_dir": str(tmp / "processed"),
-        "data.build_dir": str(tmp / "build"),
-        "data.models_dir": str(tmp / "models"),
-        "data.reports_dir": str(tmp / "reports"),
+        **data_dirs(tmp),
         "validate.export_time": EXPORT_TIME,
         "mapping": mapping,
         "snapshots.every_days": 14,

@@ -19,6 +19,7 @@ import pytest
 from leadscore.config import Params, load_params
 from leadscore.models.bundle import MANIFEST, write_bundle
 from leadscore.serve.offline import payloads_from_tables
+from tests.paths import data_dirs
 
 ROOT = Path(__file__).resolve().parents[2]
 N_LEADS = 3000
@@ -31,12 +32,7 @@ def pipeline_params(root: Path) -> Params:
         ROOT / "params.yaml",
         overrides={
             "generate.n_leads": N_LEADS,
-            "data.raw_dir": str(root / "raw"),
-            "data.interim_dir": str(root / "interim"),
-            "data.processed_dir": str(root / "processed"),
-            "data.build_dir": str(root / "build"),
-            "data.models_dir": str(root / "models"),
-            "data.reports_dir": str(root / "reports"),
+            **data_dirs(root),
             "thresholds.stages": [
                 {"name": "sales_ready", "probability": 0.10},
                 {"name": "mql", "probability": 0.03},
