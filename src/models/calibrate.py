@@ -7,7 +7,7 @@ server never unpickles anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Literal
 
@@ -35,13 +35,19 @@ class Calibrator:
     b_: float = 0.0
     x_: tuple[float, ...] = ()
     y_: tuple[float, ...] = ()
+    # The knots as arrays, made once: np.interp would convert the tuples on every call (the API's hot path).
+    _xy: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        xy = (np.asarray(self.x_, dtype=np.float64), np.asarray(self.y_, dtype=np.float64))
+        object.__setattr__(self, "_xy", xy)
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for raw model probabilities."""
         raw = np.asarray(raw, dtype=np.float64)
         if self.method == "sigmoid":
             return 1.0 / (1.0 + np.exp(-(self.a_ * _logit(raw) + self.b_)))
-        return np.interp(raw, self.x_, self.y_)
+        return np.interp(raw, *self._xy)
 
     def to_json(self) -> dict[str, Any]:
         if self.method == "sigmoid":

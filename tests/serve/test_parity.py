@@ -20,7 +20,7 @@ from leadscore.config import Params
 from leadscore.models.bundle import load_bundle
 from leadscore.serve.payload import PayloadPolicy, prepare
 from leadscore.serve.schemas import SCORE_ADAPTER
-from leadscore.serve.scorer import load_model
+from leadscore.serve.scorer import load_model, score_requests
 from tests.serve.pipeline import payloads_at
 
 pytestmark = pytest.mark.slow
@@ -120,3 +120,39 @@ def test_fast_paths_equal_the_bundle(
         for t in bundle.targets:
             assert row[t][0] == pytest.approx(batch[t][i], abs=1e-12)
         np.testing.assert_allclose(model.contributions(matrix[i : i + 1])[0], contrib[i], atol=1e-12)
+
+
+@pytest.mark.parametrize("explain", [True, False])
+def test_one_lead_path_equals_batch_path(
+    bundle_dir: Path, interim: dict[str, pd.DataFrame], test_rows: pd.DataFrame, explain: bool
+) -> None:
+    """A lead scored alone (``_score_one``: scalar features, single-row predictors, scalar reasons) gets
+    the same response as inside a batch (the array path): probabilities, stage, score and reasons."""
+    model = load_model(bundle_dir)
+    policy = PayloadPolicy()
+    rows = test_rows.groupby("snapshot_ts", group_keys=False).head(8)
+    checked = 0
+    for ts, part in rows.groupby("snapshot_ts"):
+        reqs = [
+            SCORE_ADAPTER.validate_json(orjson.dumps(p))
+            for p in payloads_at(interim, part["lead_id"].tolist(), ts)
+        ]
+        together = score_requests(model, reqs, policy, explain).results
+        for i, req in enumerate(reqs):
+            alone = score_requests(model, [req], policy, explain).results[0]
+            expected = together[i]
+            assert alone.keys() == expected.keys()
+            for t, p in expected["probabilities"].items():
+                assert alone["probabilities"][t] == pytest.approx(p, abs=1e-12)
+            assert (alone["stage"], alone["score"]) == (expected["stage"], expected["score"])
+            if explain:
+                for side in ("positive", "negative"):
+                    got, want = alone["reasons"][side], expected["reasons"][side]
+                    assert [(r["feature"], r["text"]) for r in got] == [
+                        (r["feature"], r["text"]) for r in want
+                    ]
+                    np.testing.assert_allclose(
+                        [r["contribution"] for r in got], [r["contribution"] for r in want], atol=1e-12
+                    )
+            checked += 1
+    assert checked >= 20
