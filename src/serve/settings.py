@@ -61,6 +61,9 @@ class ServeSettings(BaseSettings):
     #: Score concurrent single-lead requests together (one feature build per event-loop turn); see
     #: ``leadscore.serve.batching``. Results are identical either way.
     micro_batching: bool = True
+    #: Serve POST /v1/score and /v1/score/batch from a plain ASGI dispatcher (``ScoringFastPath``) that
+    #: skips FastAPI's route matching and dependency resolution; same checks, same responses.
+    fast_routes: bool = True
     #: Threads LightGBM may use for one batch (single rows always use one thread).
     predict_threads: int = Field(1, ge=1, le=64)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
