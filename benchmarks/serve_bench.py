@@ -228,12 +228,13 @@ def stage_costs(
     bundle: Path, singles: list[dict], batch: list[dict], repeat: int = 5
 ) -> list[tuple[str, float, float]]:
     """In-process cost of each scoring stage (best of ``repeat``): µs per single lead (mean over the
-    single payloads) and ms per batch. Explains where the server's time goes; not part of the targets."""
+    single payloads, through the one-lead path the API uses) and ms per batch (the array path). Explains
+    where the server's time goes; not part of the targets."""
     import time as _t
 
+    from leadscore.serve.decode import parse_batch, parse_score
     from leadscore.serve.payload import PayloadPolicy, prepare
-    from leadscore.serve.schemas import BATCH_ADAPTER, SCORE_ADAPTER
-    from leadscore.serve.scorer import load_model, score_arrays
+    from leadscore.serve.scorer import load_model, score_requests
 
     model, policy = load_model(bundle), PayloadPolicy()
 
@@ -249,57 +250,60 @@ def stage_costs(
     rows = []
     single_bodies = [orjson.dumps(p) for p in singles[:200]]
     batch_body = [orjson.dumps({"leads": batch})]
-    reqs = [SCORE_ADAPTER.validate_json(b) for b in single_bodies]
-    breq = [BATCH_ADAPTER.validate_json(batch_body[0])["leads"]]
-    arrs = [prepare([r], model.type_lookup, policy).arrays for r in reqs]
+    reqs = [parse_score(b) for b in single_bodies]
+    breq = [parse_batch(batch_body[0]).leads]
+    ones = [prepare([r], model.type_lookup, policy).one() for r in reqs]
     barr = [prepare(breq[0], model.type_lookup, policy).arrays]
+    b = model.bundle
+
+    def build_one(o: Any) -> Any:
+        return model.builder.build_one(o.as_of, o.created_at, o.raw, o.ev_ts, o.ev_code, o.st_ts, o.st_stage)
 
     def build(a: Any) -> Any:
-        return model.builder.build(a.as_of, a.created_at, a.raw, a.events, a.stages)
+        return model.builder.build(a.as_of, a.created_at, a.raw, a.events, a.stages, with_rule=False)
 
-    cols, bcols = [build(a) for a in arrs], [build(barr[0])]
-    mats, bmats = [model.encode(c) for c in cols], [model.encode(bcols[0])]
-    contribs, bcontribs = [model.contributions(m) for m in mats], [model.contributions(bmats[0])]
+    def predict_one(row: np.ndarray) -> Any:
+        return {t: b.calibrators[t].transform(p(row)) for t, p in model.row_predict.items()}
+
+    vals, bcols = [build_one(o) for o in ones], [build(barr[0])]
+    rows_1, bmats = [b.encoder.transform_one(v) for v in vals], [model.encode(bcols[0])]
+    assert model.row_contrib is not None
+    contribs = [model.row_contrib(r).tolist() for r in rows_1]
+    bcontribs = [model.contributions(bmats[0])]
     k = 3
     stages = [
+        ("parse + validate JSON (decode.parse_*)", parse_score, single_bodies, parse_batch, batch_body),
         (
-            "parse + validate JSON",
-            SCORE_ADAPTER.validate_json,
-            single_bodies,
-            BATCH_ADAPTER.validate_json,
-            batch_body,
-        ),
-        (
-            "checks → arrays (payload.prepare)",
+            "checks → lists (payload.prepare)",
             lambda r: prepare([r], model.type_lookup, policy),
             reqs,
             lambda r: prepare(r, model.type_lookup, policy),
             breq,
         ),
-        ("feature build (features.online)", build, arrs, build, barr),
-        ("encode", model.encode, cols, model.encode, bcols),
-        ("predict + calibrate (all targets)", model.predict, mats, model.predict, bmats),
-        ("TreeSHAP (reasons target)", model.contributions, mats, model.contributions, bmats),
+        ("feature build (build_one / build)", build_one, ones, build, barr),
+        ("encode", b.encoder.transform_one, vals, model.encode, bcols),
+        ("predict + calibrate (all targets)", predict_one, rows_1, model.predict, bmats),
+        ("TreeSHAP (reasons target)", model.row_contrib, rows_1, model.contributions, bmats),
         (
             "reason sentences (models.reasons)",
-            lambda i: model.reasons.top_reasons(contribs[i], cols[i], k),
-            list(range(len(cols))),
+            lambda i: model.reasons.top_reasons_one(contribs[i], vals[i], k),
+            list(range(len(vals))),
             lambda i: model.reasons.top_reasons(bcontribs[0], bcols[0], k),
             [0],
         ),
         (
-            "score_arrays without reasons (build..response dicts)",
-            lambda a: score_arrays(model, a, False),
-            arrs,
-            lambda a: score_arrays(model, a, False),
-            barr,
+            "score_requests without reasons (prepare..response dicts)",
+            lambda r: score_requests(model, [r], policy, False),
+            reqs,
+            lambda r: score_requests(model, r, policy, False),
+            breq,
         ),
         (
-            "score_arrays with reasons",
-            lambda a: score_arrays(model, a, True),
-            arrs,
-            lambda a: score_arrays(model, a, True),
-            barr,
+            "score_requests with reasons",
+            lambda r: score_requests(model, [r], policy, True),
+            reqs,
+            lambda r: score_requests(model, r, policy, True),
+            breq,
         ),
     ]
     for name, f1, items1, fb, itemsb in stages:

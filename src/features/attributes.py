@@ -10,6 +10,7 @@ industry change slowly, so the leak is small, but it is a leak in principle.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import re
 from collections.abc import Callable, Mapping
@@ -124,7 +125,7 @@ def size_band(employees: float | None, bands: tuple[int, ...]) -> str:
     """Label such as '50-199' for an employee count (bands are lower bounds); 'unknown' when missing."""
     if employees is None or not np.isfinite(employees):
         return "unknown"
-    idx = int(np.searchsorted(np.asarray(bands), employees, side="right")) - 1
+    idx = bisect.bisect_right(bands, employees) - 1
     if idx < 0:
         return "unknown"
     lo = bands[idx]

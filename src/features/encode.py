@@ -36,7 +36,6 @@ class MatrixEncoder:
         never = {n for n, _ in spec.recency_features} | {"days_since_last_event"}
         self.never_rows_ = [j for j, name in enumerate(self.feature_names_) if name in never]
         self.n_numeric_ = len(self.feature_names_) - len(spec.categorical)
-        self.never_names_ = frozenset(self.feature_names_[j] for j in self.never_rows_)
         if self.categorical_indices_ != list(
             range(len(self.feature_names_) - len(spec.categorical), len(self.feature_names_))
         ):
@@ -66,11 +65,10 @@ class MatrixEncoder:
     def transform_one(self, values: Mapping[str, object]) -> np.ndarray:
         """``transform`` for one lead given as scalars (the API's one-lead path): a (n_features,) row."""
         names = self.feature_names_
-        never = self.never_names_
-        row = []
-        for name in names[: self.n_numeric_]:
-            v = float(values[name])  # type: ignore[arg-type]
-            row.append(NEVER_DAYS if v != v and name in never else v)  # v != v: NaN
-        for name in names[self.n_numeric_ :]:
-            row.append(self.lookup_[name].get(values[name], np.nan))  # type: ignore[arg-type]
+        row = [float(values[name]) for name in names[: self.n_numeric_]]  # type: ignore[arg-type]
+        for j in self.never_rows_:
+            if row[j] != row[j]:  # NaN: "never happened", as in transform
+                row[j] = NEVER_DAYS
+        lookup = self.lookup_
+        row += [lookup[name].get(values[name], np.nan) for name in names[self.n_numeric_ :]]  # type: ignore[arg-type]
         return np.array(row, dtype=np.float64)

@@ -33,10 +33,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadscore.serve.batching import MicroBatcher
+from leadscore.serve.decode import ScoreReq, parse_batch, parse_score, to_score_req
 from leadscore.serve.metrics import ServeMetrics, make_metrics
 from leadscore.serve.payload import PayloadPolicy
 from leadscore.serve.schemas import (
-    BATCH_ADAPTER,
     EXAMPLE_BATCH,
     EXAMPLE_REQUEST,
     SCORE_ADAPTER,
@@ -356,7 +356,7 @@ async def score_one_body(ctx: ScoringContext, body: bytes) -> tuple[int, bytes]:
     """``POST /v1/score`` after its checks: (status, JSON body) for a request body."""
     state = ctx.state
     try:
-        req = SCORE_ADAPTER.validate_json(body)
+        req = parse_score(body)
     except ValidationError as exc:
         state.metrics.leads.labels("score", "invalid").inc()
         return 422, _detail(_errors(exc))
@@ -380,8 +380,8 @@ async def score_batch_body(ctx: ScoringContext, body: bytes) -> tuple[int, bytes
     item_errors: dict[int, list[dict[str, Any]]] = {}
     lead_ids: dict[int, str | None] = {}
     try:
-        batch = BATCH_ADAPTER.validate_json(body)
-        requests, indices, default_as_of = batch["leads"], None, batch.get("as_of")
+        batch = parse_batch(body)
+        requests, indices, default_as_of = batch.leads, None, batch.as_of
         n_total = len(requests)
     except ValidationError as exc:
         parsed = _split_batch_errors(exc, body)
@@ -421,7 +421,7 @@ async def score_batch_body(ctx: ScoringContext, body: bytes) -> tuple[int, bytes
     if outcome.errors:
         for pos, req in zip(indices or range(len(requests)), requests, strict=True):
             if pos in outcome.errors:
-                lead_ids[pos] = req["lead"]["lead_id"]
+                lead_ids[pos] = req.lead.lead_id
     results: list[dict[str, Any]] = []
     for i in range(n_total):
         res = outcome.results.get(i)
@@ -651,7 +651,7 @@ def _split_batch_errors(
     exc: ValidationError, body: bytes
 ) -> (
     list[dict[str, Any]]
-    | tuple[list[ScoreRequest], list[int], Any, dict[int, list[dict[str, Any]]], dict[int, str | None], int]
+    | tuple[list[ScoreReq], list[int], Any, dict[int, list[dict[str, Any]]], dict[int, str | None], int]
 ):
     """A batch that failed validation: when every error is inside one lead, validate the other leads on
     their own and return them with per-lead errors; otherwise the errors of the whole request (a 422)."""
@@ -676,7 +676,7 @@ def _split_batch_errors(
         lead_id = lead.get("lead_id") if isinstance(lead, dict) else None
         lead_ids[i] = lead_id if isinstance(lead_id, str) else None
     good = [i for i in range(len(leads)) if i not in per_lead]
-    requests = [SCORE_ADAPTER.validate_json(json.dumps(leads[i])) for i in good]
+    requests = [to_score_req(SCORE_ADAPTER.validate_json(json.dumps(leads[i]))) for i in good]
     as_of = raw.get("as_of")
     default_as_of = _TIMESTAMP.validate_json(json.dumps(as_of)) if as_of is not None else None
     return requests, good, default_as_of, per_lead, lead_ids, len(leads)

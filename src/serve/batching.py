@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from leadscore.serve.decode import ScoreReq
 from leadscore.serve.payload import PayloadPolicy
-from leadscore.serve.schemas import ScoreRequest
 from leadscore.serve.scorer import LoadedModel, ScoreOutcome, score_requests
 
 
@@ -45,10 +45,10 @@ class MicroBatcher:
         self.reasons_per_lead = reasons_per_lead
         self.on_outcome = on_outcome
         self.max_leads = max_leads
-        self._pending: list[tuple[LoadedModel, ScoreRequest, bool, asyncio.Future[LeadOutcome]]] = []
+        self._pending: list[tuple[LoadedModel, ScoreReq, bool, asyncio.Future[LeadOutcome]]] = []
         self._scheduled = False
 
-    async def score(self, model: LoadedModel, request: ScoreRequest, explain: bool) -> LeadOutcome:
+    async def score(self, model: LoadedModel, request: ScoreReq, explain: bool) -> LeadOutcome:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[LeadOutcome] = loop.create_future()
         self._pending.append((model, request, explain, future))
@@ -61,7 +61,7 @@ class MicroBatcher:
         self._scheduled = False
         pending, self._pending = self._pending, []
         groups: dict[
-            tuple[int, bool], list[tuple[LoadedModel, ScoreRequest, bool, asyncio.Future[LeadOutcome]]]
+            tuple[int, bool], list[tuple[LoadedModel, ScoreReq, bool, asyncio.Future[LeadOutcome]]]
         ] = {}
         for item in pending:
             if not item[3].done():  # a cancelled request (client gone) is not scored
@@ -71,7 +71,7 @@ class MicroBatcher:
                 self._score(items[start : start + self.max_leads], explain)
 
     def _score(
-        self, items: list[tuple[LoadedModel, ScoreRequest, bool, asyncio.Future[LeadOutcome]]], explain: bool
+        self, items: list[tuple[LoadedModel, ScoreReq, bool, asyncio.Future[LeadOutcome]]], explain: bool
     ) -> None:
         try:
             outcome = score_requests(

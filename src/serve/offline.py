@@ -42,8 +42,8 @@ from pydantic import ValidationError
 
 from leadscore.data.contract import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from leadscore.models.bundle import BundleError
+from leadscore.serve.decode import ScoreReq, parse_score
 from leadscore.serve.payload import PayloadPolicy
-from leadscore.serve.schemas import SCORE_ADAPTER, ScoreRequest
 from leadscore.serve.scorer import LoadedModel, load_model, score_requests
 
 CHUNK = 1000
@@ -272,11 +272,11 @@ def score_payloads(
     policy = policy or PayloadPolicy()
     results: list[dict[str, Any]] = [{} for _ in payloads]
     for rows in _chunks(len(payloads), CHUNK):
-        requests: list[ScoreRequest] = []
+        requests: list[ScoreReq] = []
         indices: list[int] = []
         for i in rows:
             try:
-                requests.append(SCORE_ADAPTER.validate_json(orjson.dumps(payloads[i])))
+                requests.append(parse_score(orjson.dumps(payloads[i])))
                 indices.append(i)
             except ValidationError as exc:
                 results[i] = {

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, Final, Literal
 
 import numpy as np
 
 from leadscore.data.contract import EVENT_TYPES, STAGES
 from leadscore.features.online import RAW_ATTRIBUTE_COLUMNS, EventArrays, StageArrays
-from leadscore.serve.schemas import ScoreRequest
+from leadscore.serve.decode import ScoreReq
 
 _EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE: Final = datetime(1970, 1, 1)
@@ -80,14 +81,83 @@ class LeadArrays:
 
 
 @dataclass
-class Prepared:
-    """``arrays`` for the good leads, ``errors`` by request position for the others, and the unknown event
-    types met (name -> count; dropped when the policy is ``ignore``)."""
+class OneLead:
+    """One checked lead as plain Python values (the scorer's one-lead path): epoch seconds, spec type
+    codes, normalised stage names, the raw attribute columns."""
 
-    arrays: LeadArrays
+    lead_id: str
+    as_of: int
+    as_of_text: str
+    created_at: int
+    raw: dict[str, Any]
+    ev_ts: list[int]
+    ev_code: list[int]
+    st_ts: list[int]
+    st_stage: list[str]
+
+
+@dataclass
+class Prepared:
+    """The good leads (request positions ``positions``), ``errors`` by request position for the others,
+    and the unknown event types met (name -> count; dropped when the policy is ``ignore``).
+
+    The good leads are kept as the flat lists ``prepare`` collects; ``arrays`` (the builder's input) is
+    made on first use, and ``one()`` hands a single lead over without making arrays at all.
+    """
+
     positions: list[int]
     errors: dict[int, list[dict[str, Any]]]
-    unknown_event_types: dict[str, int] = field(default_factory=dict)
+    unknown_event_types: dict[str, int]
+    lead_ids: list[str]
+    as_of: list[int]
+    created_at: list[int]
+    raw: dict[str, list[Any]]
+    ev_counts: list[int]
+    ev_ts: list[int]
+    ev_code: list[int]
+    st_counts: list[int]
+    st_ts: list[int]
+    st_stage: list[str]
+
+    def __len__(self) -> int:
+        return len(self.lead_ids)
+
+    @cached_property
+    def arrays(self) -> LeadArrays:
+        rows = np.arange(len(self.lead_ids), dtype=np.int64)
+        return LeadArrays(
+            lead_ids=self.lead_ids,
+            as_of=np.asarray(self.as_of, dtype=np.int64),
+            as_of_text=_iso_texts(self.as_of),
+            created_at=np.asarray(self.created_at, dtype=np.int64),
+            raw={c: _object_array(v) for c, v in self.raw.items()},
+            events=EventArrays(
+                lead=np.repeat(rows, self.ev_counts),
+                ts=np.asarray(self.ev_ts, dtype=np.int64),
+                type_code=np.asarray(self.ev_code, dtype=np.int64),
+            ),
+            stages=StageArrays(
+                lead=np.repeat(rows, self.st_counts),
+                ts=np.asarray(self.st_ts, dtype=np.int64),
+                stage=_object_array(self.st_stage),
+            ),
+        )
+
+    def one(self) -> OneLead:
+        """The only good lead (``len(self) == 1``)."""
+        if len(self.lead_ids) != 1:
+            raise ValueError(f"one() needs exactly one prepared lead, got {len(self.lead_ids)}")
+        return OneLead(
+            lead_id=self.lead_ids[0],
+            as_of=self.as_of[0],
+            as_of_text=iso_utc(self.as_of[0]),
+            created_at=self.created_at[0],
+            raw={c: v[0] for c, v in self.raw.items()},
+            ev_ts=self.ev_ts,
+            ev_code=self.ev_code,
+            st_ts=self.st_ts,
+            st_stage=self.st_stage,
+        )
 
 
 def _text(value: str | None) -> str | None:
@@ -120,7 +190,7 @@ def _error(loc: tuple[Any, ...], msg: str, kind: str) -> dict[str, Any]:
 
 
 def prepare(
-    requests: Sequence[ScoreRequest],
+    requests: Sequence[ScoreReq],
     type_lookup: Mapping[str, int],
     policy: PayloadPolicy,
     default_as_of: datetime | None = None,
@@ -159,8 +229,8 @@ def prepare(
         pos = indices[k] if indices is not None else k
         prefix: tuple[Any, ...] = () if loc_prefix is None else (*loc_prefix, pos)
         errs: list[dict[str, Any]] = []
-        lead = req["lead"]
-        own_as_of = req.get("as_of")
+        lead = req.lead
+        own_as_of = req.as_of
         if own_as_of is not None:
             t_as_of = epoch_seconds(own_as_of)
             limit = t_as_of
@@ -168,7 +238,7 @@ def prepare(
             t_as_of = limit = default_s
         else:
             t_as_of, limit = now_s, now_s + policy.clock_skew_seconds
-        t_created = epoch_seconds(lead["created_at"])
+        t_created = epoch_seconds(lead.created_at)
         if t_created > limit:
             errs.append(
                 _error(
@@ -178,7 +248,7 @@ def prepare(
                 )
             )
 
-        events = req.get("events") or ()
+        events = req.events
         if len(events) > policy.max_events_per_lead:
             errs.append(
                 _error(
@@ -191,14 +261,11 @@ def prepare(
             e_code: list[int] = []
         else:
             # epoch_seconds inlined: this line runs once per event of the request
-            e_ts = [
-                (e["ts"] - (_EPOCH_NAIVE if e["ts"].tzinfo is None else _EPOCH_UTC)) // _SECOND
-                for e in events
-            ]
-            e_code = [lookup_get(e["event_type"], UNKNOWN_TYPE) for e in events]
+            e_ts = [(e.ts - (_EPOCH_NAIVE if e.ts.tzinfo is None else _EPOCH_UTC)) // _SECOND for e in events]
+            e_code = [lookup_get(e.event_type, UNKNOWN_TYPE) for e in events]
             if UNKNOWN_TYPE in e_code:  # not an exact name: try the normalised one (as the loader does)
                 e_code = [
-                    c if c != UNKNOWN_TYPE else lookup_get(e["event_type"].strip().lower(), UNKNOWN_TYPE)
+                    c if c != UNKNOWN_TYPE else lookup_get(e.event_type.strip().lower(), UNKNOWN_TYPE)
                     for c, e in zip(e_code, events, strict=True)
                 ]
             if e_ts and max(e_ts) > limit:
@@ -214,14 +281,14 @@ def prepare(
             bad = [j for j, c in enumerate(e_code) if c == UNKNOWN_TYPE] if UNKNOWN_TYPE in e_code else []
             if bad:
                 for j in bad:
-                    name = events[j]["event_type"].strip().lower()
+                    name = events[j].event_type.strip().lower()
                     unknown[name] = unknown.get(name, 0) + 1
                 if reject_unknown:
                     for j in bad[:MAX_ERRORS_PER_LEAD]:
                         errs.append(
                             _error(
                                 (*prefix, "events", j, "event_type"),
-                                f"unknown event type {events[j]['event_type']!r}; known: "
+                                f"unknown event type {events[j].event_type!r}; known: "
                                 + ", ".join(EVENT_TYPES),
                                 "unknown_event_type",
                             )
@@ -232,7 +299,7 @@ def prepare(
                     e_ts = [e_ts[j] for j in keep]
                     e_code = [e_code[j] for j in keep]
 
-        stages = req.get("stage_history") or ()
+        stages = req.stage_history
         if len(stages) > policy.max_stage_rows_per_lead:
             errs.append(
                 _error(
@@ -244,8 +311,8 @@ def prepare(
             s_ts: list[int] = []
             s_stage: list[str] = []
         else:
-            s_ts = [epoch_seconds(s["ts"]) for s in stages]
-            s_stage = [s["stage"].strip().lower() for s in stages]
+            s_ts = [epoch_seconds(s.ts) for s in stages]
+            s_stage = [s.stage.strip().lower() for s in stages]
             for j, (t, name) in enumerate(zip(s_ts, s_stage, strict=True)):
                 if len(errs) >= MAX_ERRORS_PER_LEAD:
                     break
@@ -253,7 +320,7 @@ def prepare(
                     errs.append(
                         _error(
                             (*prefix, "stage_history", j, "stage"),
-                            f"unknown stage {stages[j]['stage']!r}; known: {', '.join(STAGES)}",
+                            f"unknown stage {stages[j].stage!r}; known: {', '.join(STAGES)}",
                             "unknown_stage",
                         )
                     )
@@ -270,25 +337,24 @@ def prepare(
             errors[pos] = errs[:MAX_ERRORS_PER_LEAD]
             continue
         positions.append(pos)
-        ids.append(lead["lead_id"])
+        ids.append(lead.lead_id)
         as_of.append(t_as_of)
         created.append(t_created)
-        get = lead.get
-        cols["job_title"].append(_text(get("job_title")))
-        cols["seniority"].append(_text(get("seniority")))
-        cols["department"].append(_text(get("department")))
-        cols["country"].append(_text(get("country")))
-        cols["lead_source"].append(_text(get("lead_source")))
-        cols["email_domain"].append(_domain(get("email"), get("email_domain")))
-        acc = req.get("account")
+        cols["job_title"].append(_text(lead.job_title))
+        cols["seniority"].append(_text(lead.seniority))
+        cols["department"].append(_text(lead.department))
+        cols["country"].append(_text(lead.country))
+        cols["lead_source"].append(_text(lead.lead_source))
+        cols["email_domain"].append(_domain(lead.email, lead.email_domain))
+        acc = req.account
         if acc is None:
             for c in ("_industry", "employees", "annual_revenue", "tech_stack"):
                 cols[c].append(None)
         else:
-            cols["_industry"].append(_text(acc.get("industry")))
-            cols["employees"].append(acc.get("employees"))
-            cols["annual_revenue"].append(acc.get("annual_revenue"))
-            cols["tech_stack"].append(_tech_stack(acc.get("tech_stack")))
+            cols["_industry"].append(_text(acc.industry))
+            cols["employees"].append(acc.employees)
+            cols["annual_revenue"].append(acc.annual_revenue)
+            cols["tech_stack"].append(_tech_stack(acc.tech_stack))
         ev_counts.append(len(e_ts))
         ev_ts.extend(e_ts)
         ev_code.extend(e_code)
@@ -296,26 +362,21 @@ def prepare(
         st_ts.extend(s_ts)
         st_stage.extend(s_stage)
 
-    n = len(ids)
-    rows = np.arange(n, dtype=np.int64)
-    arrays = LeadArrays(
+    return Prepared(
+        positions=positions,
+        errors=errors,
+        unknown_event_types=unknown,
         lead_ids=ids,
-        as_of=np.asarray(as_of, dtype=np.int64),
-        as_of_text=_iso_texts(as_of),
-        created_at=np.asarray(created, dtype=np.int64),
-        raw={c: _object_array(v) for c, v in cols.items()},
-        events=EventArrays(
-            lead=np.repeat(rows, ev_counts),
-            ts=np.asarray(ev_ts, dtype=np.int64),
-            type_code=np.asarray(ev_code, dtype=np.int64),
-        ),
-        stages=StageArrays(
-            lead=np.repeat(rows, st_counts),
-            ts=np.asarray(st_ts, dtype=np.int64),
-            stage=_object_array(st_stage),
-        ),
+        as_of=as_of,
+        created_at=created,
+        raw=cols,
+        ev_counts=ev_counts,
+        ev_ts=ev_ts,
+        ev_code=ev_code,
+        st_counts=st_counts,
+        st_ts=st_ts,
+        st_stage=st_stage,
     )
-    return Prepared(arrays=arrays, positions=positions, errors=errors, unknown_event_types=unknown)
 
 
 def _iso_texts(seconds: list[int]) -> list[str]:

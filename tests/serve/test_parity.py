@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from leadscore.cli import app as cli
 from leadscore.config import Params
 from leadscore.models.bundle import load_bundle
+from leadscore.serve.decode import parse_score
 from leadscore.serve.payload import PayloadPolicy, prepare
-from leadscore.serve.schemas import SCORE_ADAPTER
 from leadscore.serve.scorer import load_model, score_requests
 from tests.serve.pipeline import payloads_at
 
@@ -108,7 +108,7 @@ def test_fast_paths_equal_the_bundle(
     assert model.row_predict and model.row_contrib is not None  # the fast path is in use
     ts = test_rows["snapshot_ts"].max()
     ids = test_rows.loc[test_rows["snapshot_ts"] == ts, "lead_id"].head(30).tolist()
-    reqs = [SCORE_ADAPTER.validate_json(orjson.dumps(p)) for p in payloads_at(interim, ids, ts)]
+    reqs = [parse_score(orjson.dumps(p)) for p in payloads_at(interim, ids, ts)]
     arrays = prepare(reqs, model.type_lookup, PayloadPolicy()).arrays
     cols = model.builder.build(arrays.as_of, arrays.created_at, arrays.raw, arrays.events, arrays.stages)
     matrix = model.encode(cols)
@@ -133,10 +133,7 @@ def test_one_lead_path_equals_batch_path(
     rows = test_rows.groupby("snapshot_ts", group_keys=False).head(8)
     checked = 0
     for ts, part in rows.groupby("snapshot_ts"):
-        reqs = [
-            SCORE_ADAPTER.validate_json(orjson.dumps(p))
-            for p in payloads_at(interim, part["lead_id"].tolist(), ts)
-        ]
+        reqs = [parse_score(orjson.dumps(p)) for p in payloads_at(interim, part["lead_id"].tolist(), ts)]
         together = score_requests(model, reqs, policy, explain).results
         for i, req in enumerate(reqs):
             alone = score_requests(model, [req], policy, explain).results[0]

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from leadscore.config import load_params
 from leadscore.features.spec import FeatureSpec
+from leadscore.serve.decode import ScoreReq, parse_score
 from leadscore.serve.payload import PayloadPolicy, epoch_seconds, event_type_lookup, iso_utc, prepare
-from leadscore.serve.schemas import SCORE_ADAPTER, ScoreRequest
 
 SPEC = FeatureSpec(load_params("params.yaml").features)
 LOOKUP = event_type_lookup(SPEC.event_types)
@@ -24,9 +24,9 @@ AS_OF = "2025-06-01T00:00:00Z"
 AS_OF_S = int(datetime(2025, 6, 1, tzinfo=UTC).timestamp())
 
 
-def req(**parts: Any) -> ScoreRequest:
+def req(**parts: Any) -> ScoreReq:
     body = {"lead": {"lead_id": "L1", "created_at": "2025-01-01T00:00:00Z"}, "as_of": AS_OF, **parts}
-    return SCORE_ADAPTER.validate_json(orjson.dumps(body))
+    return parse_score(orjson.dumps(body))
 
 
 def errors_of(exc: pytest.ExceptionInfo[ValidationError]) -> list[tuple[tuple, str]]:
@@ -34,14 +34,10 @@ def errors_of(exc: pytest.ExceptionInfo[ValidationError]) -> list[tuple[tuple, s
 
 
 def test_epoch_seconds_naive_is_utc_and_offsets_are_converted() -> None:
-    naive = SCORE_ADAPTER.validate_json(b'{"lead": {"lead_id": "x", "created_at": "2025-06-01T12:00:00"}}')
-    plus2 = SCORE_ADAPTER.validate_json(
-        b'{"lead": {"lead_id": "x", "created_at": "2025-06-01T14:00:00+02:00"}}'
-    )
-    zulu = SCORE_ADAPTER.validate_json(
-        b'{"lead": {"lead_id": "x", "created_at": "2025-06-01T12:00:00.999Z"}}'
-    )
-    secs = {epoch_seconds(r["lead"]["created_at"]) for r in (naive, plus2, zulu)}
+    naive = parse_score(b'{"lead": {"lead_id": "x", "created_at": "2025-06-01T12:00:00"}}')
+    plus2 = parse_score(b'{"lead": {"lead_id": "x", "created_at": "2025-06-01T14:00:00+02:00"}}')
+    zulu = parse_score(b'{"lead": {"lead_id": "x", "created_at": "2025-06-01T12:00:00.999Z"}}')
+    secs = {epoch_seconds(r.lead.created_at) for r in (naive, plus2, zulu)}
     assert secs == {AS_OF_S + 12 * 3600}  # and fractions of a second are floored, like the loader
     assert iso_utc(AS_OF_S) == "2025-06-01T00:00:00Z"
 
@@ -111,7 +107,7 @@ def test_timestamps_after_as_of_are_errors_with_locations() -> None:
 
 def test_default_as_of_is_now_with_clock_skew_tolerance() -> None:
     now = AS_OF_S + 0.7
-    r = SCORE_ADAPTER.validate_json(
+    r = parse_score(
         orjson.dumps(
             {
                 "lead": {"lead_id": "x", "created_at": "2025-01-01T00:00:00Z"},
@@ -202,7 +198,7 @@ def test_unknown_stage_and_limits() -> None:
 )
 def test_field_level_validation_errors(body: dict, expected: list) -> None:
     with pytest.raises(ValidationError) as exc:
-        SCORE_ADAPTER.validate_json(orjson.dumps(body))
+        parse_score(orjson.dumps(body))
     assert errors_of(exc) == expected
 
 
@@ -214,7 +210,7 @@ def test_non_finite_numbers_are_rejected(literal: bytes) -> None:
         + b"}}"
     )
     with pytest.raises(ValidationError) as exc:
-        SCORE_ADAPTER.validate_json(body)
+        parse_score(body)
     assert errors_of(exc)[0][0] == ("account", "annual_revenue")
 
 

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from leadscore.models.bundle import load_bundle
+from leadscore.serve.decode import parse_score
 from leadscore.serve.payload import PayloadPolicy
-from leadscore.serve.schemas import SCORE_ADAPTER
 from leadscore.serve.scorer import Scorer, score_requests
 from tests.serve.api_helpers import metric
 from tests.serve.pipeline import rewrite_bundle, shifted_calibrator
@@ -93,7 +93,7 @@ def test_in_flight_requests_finish_on_the_model_they_took(live_dir: Path, payloa
     taken = scorer.model  # what a request holds while it runs
     rewrite_bundle(live_dir, live_dir, shifted_calibrator)
     assert scorer.reload().reloaded and scorer.model is not taken
-    req = SCORE_ADAPTER.validate_json(orjson.dumps(payload))
+    req = parse_score(orjson.dumps(payload))
     old = score_requests(taken, [req], PayloadPolicy(), explain=True).results[0]
     new = score_requests(scorer.model, [req], PayloadPolicy(), explain=True).results[0]
     assert old["bundle_checksum"] == taken.checksum != new["bundle_checksum"]
