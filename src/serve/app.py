@@ -1,10 +1,12 @@
 """The FastAPI app: versioned scoring endpoints, health/readiness, Prometheus metrics, bundle reload.
 
-Hot path choices (see benchmarks/serve_bench.py): bodies are read as bytes and parsed by
-``TypeAdapter.validate_json`` (no dict round trip; the request models are still in the OpenAPI docs
-through ``openapi_extra``), responses are orjson bytes, dependencies are ``async`` (a sync dependency
-costs a thread hop per request), single leads are scored on the event loop (concurrent ones together,
-see ``batching``) and large batches on a worker thread so one batch does not stall health checks.
+Hot path choices (see benchmarks/serve_bench.py and docs/api.md "Performance"): the scoring routes are
+answered by a plain ASGI dispatcher (``ScoringFastPath``; the FastAPI routes stay for the docs and run
+the same handler bodies), bodies are read as bytes and decoded by msgspec with pydantic as the authority
+(``decode``; the request models are in the OpenAPI docs through ``openapi_extra``), responses are orjson
+bytes, dependencies are ``async`` (a sync dependency costs a thread hop per request), single leads are
+scored on the event loop (concurrent ones together, see ``batching``) and large batches on a worker
+thread so one batch does not stall health checks.
 """
 
 import asyncio

@@ -1,7 +1,9 @@
 """Request and response models of the scoring API (pydantic 2), and the example a CRM integrator copies.
 
-Requests are parsed from raw bytes with ``TypeAdapter.validate_json`` (Rust, no dict round trip) into
-plain dicts (TypedDicts) and are strict where a silent coercion would change a score: timestamps must
+These request models are the contract and its authority: the API first decodes a body with the msgspec
+structs of ``leadscore.serve.decode`` (faster, never looser; see there), and whatever msgspec refuses is
+validated here, which gives the field-level 422 errors. They are strict where a silent coercion would
+change a score: timestamps must
 be ISO-8601 strings (an epoch number is ambiguous: seconds or milliseconds?), numbers must be finite
 JSON numbers, unknown fields are errors in the lead and the account (a misspelt ``employes`` would
 otherwise be scored as missing). Naive timestamps are UTC; offsets are converted. Checks that need
