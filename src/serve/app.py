@@ -532,7 +532,14 @@ class ScoringFastPath:
         explain_raw = None
         query = scope.get("query_string", b"")
         if query:
-            for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+            text = query.decode("latin-1")
+            # Without escapes the pairs are plain text; parse_qsl (what Starlette uses) only when needed.
+            pairs = (
+                parse_qsl(text, keep_blank_values=True)
+                if "%" in text or "+" in text
+                else (p.partition("=")[::2] for p in text.split("&") if p)
+            )
+            for k, v in pairs:
                 if k == "explain":
                     explain_raw = v  # the last one wins, as in Starlette's QueryParams
         headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json")]

@@ -299,7 +299,7 @@ def _score_one(model: LoadedModel, lead: OneLead, explain: bool, reasons_per_lea
     )
     row = model.bundle.encoder.transform_one(values)
     calibrators = model.bundle.calibrators
-    probs = {t: float(calibrators[t].transform(p(row))[0]) for t, p in model.row_predict.items()}
+    probs = {t: calibrators[t].transform_one(p.value(row)) for t, p in model.row_predict.items()}
     upper, capped = model.chain
     if upper is not None and values["stage_rank"] < SQL_RANK:
         # models.chain.chain_consistent for one lead: a pre-SQL lead cannot be likelier to close than

@@ -31,6 +31,9 @@ def _cases(payload: dict) -> list[tuple[str, str, dict[str, str], bytes]]:
         ("/v1/score", "explain=false", key, good),
         ("/v1/score", "explain=FALSE&explain=1", key, good),  # the last value wins
         ("/v1/score", "explain=maybe", key, good),  # 422 on the query
+        ("/v1/score", "explain", key, good),  # a blank value is not a boolean either
+        ("/v1/score", "a=1&&explain=fal%73e", key, good),  # escaped, empty pairs
+        ("/v1/score", "expl%61in=0&x=+", key, good),  # an escaped name
         ("/v1/score", "", {}, good),  # 401: no key
         ("/v1/score", "", {"X-API-Key": "wrong"}, good),  # 401: wrong key
         ("/v1/score", "", {"x-api-key": API_KEY}, good),  # header names are case-insensitive
@@ -85,4 +88,4 @@ def test_fast_path_answers_like_fastapi(make_client: Callable[..., TestClient], 
         refused = metric(
             client, "leadscore_http_requests_total", route="/v1/score", method="POST", status="401"
         )
-        assert (ok, refused) == (4, 2)
+        assert (ok, refused) == (6, 2)
