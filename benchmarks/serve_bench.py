@@ -14,7 +14,8 @@ Scenarios: ``GET /health`` (the hello-world route: a constant body through the s
 /v1/score`` with and without reasons at concurrency 1 and 16, and ``POST /v1/score/batch`` with 1,000
 leads with and without reasons. Payloads are demo leads (``leadscore.data.generate``, validated like
 the pipeline's input) with their events and stage history before ``as_of``, sent the way a CRM would
-(event ``properties`` included). Prints a markdown table and writes it to ``benchmarks/out/serve.md``.
+(event ``properties`` included). One reference scenario without a target sends the same batch with the
+events cut to ``ts`` and ``event_type``. Prints a markdown table and writes it to ``benchmarks/out/serve.md``.
 """
 
 from __future__ import annotations
@@ -228,13 +229,14 @@ def stage_costs(
     bundle: Path, singles: list[dict], batch: list[dict], repeat: int = 5
 ) -> list[tuple[str, float, float]]:
     """In-process cost of each scoring stage (best of ``repeat``): µs per single lead (mean over the
-    single payloads, through the one-lead path the API uses) and ms per batch (the array path). Explains
-    where the server's time goes; not part of the targets."""
+    single payloads, through the one-lead path the API uses) and ms per batch (the array path, with the
+    server's default LightGBM threads). Explains where the server's time goes; not part of the targets."""
     import time as _t
 
     from leadscore.serve.decode import parse_batch, parse_score
     from leadscore.serve.payload import PayloadPolicy, prepare
     from leadscore.serve.scorer import load_model, score_requests
+    from leadscore.serve.settings import ServeSettings
 
     model, policy = load_model(bundle), PayloadPolicy()
 
@@ -263,7 +265,15 @@ def stage_costs(
         return model.builder.build(a.as_of, a.created_at, a.raw, a.events, a.stages, with_rule=False)
 
     def predict_one(row: np.ndarray) -> Any:
-        return {t: b.calibrators[t].transform(p(row)) for t, p in model.row_predict.items()}
+        return {t: b.calibrators[t].transform_one(p.value(row)) for t, p in model.row_predict.items()}
+
+    threads = ServeSettings.model_fields["predict_threads"].get_default(call_default_factory=True)
+
+    def predict_batch(m: np.ndarray) -> Any:
+        return model.predict(m, threads)
+
+    def contrib_batch(m: np.ndarray) -> Any:
+        return model.contributions(m, threads)
 
     vals, bcols = [build_one(o) for o in ones], [build(barr[0])]
     rows_1, bmats = [b.encoder.transform_one(v) for v in vals], [model.encode(bcols[0])]
@@ -282,8 +292,8 @@ def stage_costs(
         ),
         ("feature build (build_one / build)", build_one, ones, build, barr),
         ("encode", b.encoder.transform_one, vals, model.encode, bcols),
-        ("predict + calibrate (all targets)", predict_one, rows_1, model.predict, bmats),
-        ("TreeSHAP (reasons target)", model.row_contrib, rows_1, model.contributions, bmats),
+        ("predict + calibrate (all targets)", predict_one, rows_1, predict_batch, bmats),
+        ("TreeSHAP (reasons target)", model.row_contrib, rows_1, contrib_batch, bmats),
         (
             "reason sentences (models.reasons)",
             lambda i: model.reasons.top_reasons_one(contribs[i], vals[i], k),
@@ -295,14 +305,14 @@ def stage_costs(
             "score_requests without reasons (prepare..response dicts)",
             lambda r: score_requests(model, [r], policy, False),
             reqs,
-            lambda r: score_requests(model, r, policy, False),
+            lambda r: score_requests(model, r, policy, False, num_threads=threads),
             breq,
         ),
         (
             "score_requests with reasons",
             lambda r: score_requests(model, [r], policy, True),
             reqs,
-            lambda r: score_requests(model, r, policy, True),
+            lambda r: score_requests(model, r, policy, True, num_threads=threads),
             breq,
         ),
     ]
@@ -384,17 +394,42 @@ def main() -> None:
                 1000,
             )
         )
+    # For reference only (no target): the same batch with events and stage rows cut to the fields the
+    # model reads (no event_id, no properties), to show how much of a batch's cost is the CRM's extras.
+    lean = orjson.dumps(
+        {
+            "leads": [
+                {
+                    **p,
+                    "events": [{"ts": e["ts"], "event_type": e["event_type"]} for e in p["events"]],
+                    "stage_history": [{"stage": h["stage"], "ts": h["ts"]} for h in p["stage_history"]],
+                }
+                for p in batch
+            ]
+        }
+    )
+    scenarios.append(
+        Scenario(
+            f"(reference) the batch without event extras ({len(lean) / 1e6:.2f} MB), no reasons, c=1",
+            "lean",
+            1,
+            [_request("POST", "/v1/score/batch?explain=false", key, lean)],
+            False,
+            1000,
+        )
+    )
 
     print(f"starting server on 127.0.0.1:{port} with {args.bundle} ...", file=sys.stderr)
     server = start_server(args.bundle, port, key)
     results: dict[str, list[dict[str, Any]]] = {s.name: [] for s in scenarios}
     try:
         for s in scenarios:  # warm-up: imports, caches, LightGBM buffers
-            run_load(port, s.requests, s.concurrency, 3 if s.kind == "batch" else 300, 1.0)
+            run_load(port, s.requests, s.concurrency, 300 if s.kind in ("hello", "single") else 3, 1.0)
         for r in range(args.rounds):
             for s in scenarios:
-                budget = args.batch_requests if s.kind == "batch" else args.max_requests
-                seconds = args.seconds * (3 if s.kind == "batch" else 1)
+                many = s.kind in ("batch", "lean")
+                budget = args.batch_requests if many else args.max_requests
+                seconds = args.seconds * (3 if many else 1)
                 res = run_load(port, s.requests, s.concurrency, budget, seconds)
                 results[s.name].append(res)
                 print(
