@@ -69,6 +69,7 @@ class OnlineFeatureBuilder:
         self.count_cols_ = [(n, self.type_index_[t], w) for n, t, w in spec.count_features]
         self.recency_cols_ = [(n, self.type_index_[t]) for n, t in spec.recency_features]
         self.windows_s_ = [w * SECONDS_PER_DAY for w in spec.windows]
+        self.count_plan_ = [(n, spec.windows.index(w), ti) for n, ti, w in self.count_cols_]
         self.active_cols_ = [(n, w * SECONDS_PER_DAY) for n, w in spec.active_day_features]
         self.is_web_list_ = self.is_web_.tolist()
 
@@ -204,9 +205,8 @@ class OnlineFeatureBuilder:
             if is_web[code]:
                 web_days.append((age, ts // SECONDS_PER_DAY))
         out: dict[str, Any] = {}
-        widx = {w: i for i, w in enumerate(self.spec.windows)}
-        for name, ti, w in self.count_cols_:
-            out[name] = float(counts[widx[w]][ti])
+        for name, wi, ti in self.count_plan_:
+            out[name] = float(counts[wi][ti])
         for name, ti in self.recency_cols_:
             v = last[ti]
             out[name] = math.nan if v is None else float(v) / SECONDS_PER_DAY

@@ -12,6 +12,7 @@ Timestamps are whole seconds (the loader floors them), so these comparisons are 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final
 
 from leadscore.config import FeatureParams
@@ -43,7 +44,11 @@ ATTRIBUTE_NUMERIC: Final = (
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """What to compute, in a fixed column order; derived from ``FeatureParams``."""
+    """What to compute, in a fixed column order; derived from ``FeatureParams``.
+
+    The column lists are computed once per spec (``cached_property``): the API's one-lead path reads
+    them on every request.
+    """
 
     params: FeatureParams
 
@@ -51,11 +56,11 @@ class FeatureSpec:
     def event_types(self) -> tuple[str, ...]:
         return self.params.event_types
 
-    @property
+    @cached_property
     def windows(self) -> tuple[int, ...]:
         return tuple(sorted(self.params.windows_days))
 
-    @property
+    @cached_property
     def max_window(self) -> int:
         return max(self.params.windows_days)
 
@@ -68,20 +73,20 @@ class FeatureSpec:
     def active_days_name(self, window: int) -> str:
         return f"web_active_days_{window}d"
 
-    @property
+    @cached_property
     def count_features(self) -> tuple[tuple[str, str, int], ...]:
         """(name, event_type, window) for every windowed count."""
         return tuple((self.count_name(et, w), et, w) for et in self.params.count_types for w in self.windows)
 
-    @property
+    @cached_property
     def recency_features(self) -> tuple[tuple[str, str], ...]:
         return tuple((self.recency_name(et), et) for et in self.params.recency_types)
 
-    @property
+    @cached_property
     def active_day_features(self) -> tuple[tuple[str, int], ...]:
         return tuple((self.active_days_name(w), w) for w in sorted(self.params.active_day_windows))
 
-    @property
+    @cached_property
     def event_aggregates(self) -> tuple[str, ...]:
         """Columns the executors compute from events (before derivation)."""
         return (
@@ -103,7 +108,7 @@ class FeatureSpec:
         """Columns computed from the aggregates by ``derive.derive_features`` (shared code)."""
         return ("return_visit_7d", "email_click_rate", "high_intent_30d", "unsubscribed")
 
-    @property
+    @cached_property
     def numeric(self) -> tuple[str, ...]:
         return (*self.event_aggregates, *self.stage_aggregates, *self.derived, *ATTRIBUTE_NUMERIC)
 
@@ -111,12 +116,12 @@ class FeatureSpec:
     def categorical(self) -> tuple[str, ...]:
         return CATEGORICAL
 
-    @property
+    @cached_property
     def model_features(self) -> tuple[str, ...]:
         """The model's input columns, in order."""
         return (*self.numeric, *self.categorical)
 
-    @property
+    @cached_property
     def high_intent_types(self) -> tuple[str, ...]:
         known = set(self.params.count_types)
         return tuple(t for t in ("pricing_view", "demo_view", "demo_request", "trial_signup") if t in known)

@@ -25,7 +25,7 @@ import orjson
 from leadscore.features.online import OnlineFeatureBuilder
 from leadscore.features.spec import FeatureSpec
 from leadscore.models.bundle import Bundle, BundleError, load_bundle
-from leadscore.models.chain import SQL_RANK, chain_consistent
+from leadscore.models.chain import chain_consistent, chain_consistent_one
 from leadscore.models.reasons import Reason, ReasonBuilder
 from leadscore.serve.decode import ScoreReq
 from leadscore.serve.payload import LeadArrays, OneLead, PayloadPolicy, Prepared, event_type_lookup, prepare
@@ -301,12 +301,9 @@ def _score_one(model: LoadedModel, lead: OneLead, explain: bool, reasons_per_lea
     calibrators = model.bundle.calibrators
     probs = {t: calibrators[t].transform_one(p.value(row)) for t, p in model.row_predict.items()}
     upper, capped = model.chain
-    if upper is not None and values["stage_rank"] < SQL_RANK:
-        # models.chain.chain_consistent for one lead: a pre-SQL lead cannot be likelier to close than
-        # to reach SQL.
+    if upper is not None:
         for t in capped:
-            if probs[t] > probs[upper]:
-                probs[t] = probs[upper]
+            probs[t] = chain_consistent_one(probs[upper], probs[t], values["stage_rank"])
     p_stage = probs[model.stage_target]
     stage = next((name for name, floor in model.stage_rules if p_stage >= floor), None)
     q = model.score_cuts
