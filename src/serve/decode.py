@@ -20,8 +20,8 @@ contract there; checking the depth of every body would cost 40 % of a batch's de
 
 Other differences are on the strict side: msgspec rejects ``NaN``/``Infinity`` tokens anywhere,
 ``employees`` that are not exactly whole (pydantic tolerates ``3.0000000000000004``), timestamps in
-the forms ``2025-05-02T14:03Z``, ``...00,5Z`` and epoch strings (``"1714658580"``, which pydantic's
-strict datetime accepts), and every occurrence of a duplicated key (pydantic checks the last only).
+the forms ``2025-05-02T14:03Z`` and ``...00,5Z``, and every occurrence of a duplicated key (pydantic
+checks the last only). Epoch numbers and epoch strings are refused by both.
 """
 
 from __future__ import annotations

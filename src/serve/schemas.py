@@ -19,16 +19,39 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, with_config
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
+
+_DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
+
+
+def _iso_string(value: Any) -> Any:
+    """Only ISO-8601 strings (or datetimes, from Python callers) become timestamps, parsed exactly as a
+    strict JSON datetime. Pydantic's datetime parsing also reads digit strings as epoch time, seconds
+    or milliseconds by their size (``"1714658580000"`` is read as ms): the ambiguity ISO-8601 avoids, so
+    those are refused too."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("datetime_type", "Input should be a valid datetime (an ISO-8601 string)")
+    if value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise PydanticCustomError(
+            "datetime_from_number",
+            "timestamps must be ISO-8601 date-times such as 2025-06-01T09:30:00Z, not epoch numbers",
+        )
+    try:
+        return _DATETIME.validate_strings(value, strict=True)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        raise PydanticCustomError(err["type"], err["msg"].replace("{", "{{").replace("}", "}}")) from None
+
 
 #: An ISO-8601 date-time string; naive values are taken as UTC, offsets are converted to UTC.
 Timestamp = Annotated[
     datetime,
-    Field(
-        strict=True,
-        description="ISO-8601 date-time, e.g. 2025-06-01T09:30:00Z; without an offset it is taken as UTC.",
-    ),
+    BeforeValidator(_iso_string),
+    Field(description="ISO-8601 date-time, e.g. 2025-06-01T09:30:00Z; without an offset it is taken as UTC."),
 ]
 Text = Annotated[str | None, Field(max_length=512)]
 #: A JSON number (not a string, not a boolean), finite, not negative.

@@ -174,6 +174,21 @@ def test_unknown_stage_and_limits() -> None:
             {"lead": {"lead_id": "x", "created_at": "yesterday"}},
             [(("lead", "created_at"), "datetime_parsing")],
         ),
+        (  # an epoch in a string: seconds or milliseconds? refused, like epoch numbers
+            {"lead": {"lead_id": "x", "created_at": "1717200000000"}},
+            [(("lead", "created_at"), "datetime_from_number")],
+        ),
+        (
+            {
+                "lead": {"lead_id": "x", "created_at": AS_OF},
+                "events": [{"ts": "1717200000", "event_type": "x"}],
+            },
+            [(("events", 0, "ts"), "datetime_from_number")],
+        ),
+        (
+            {"lead": {"lead_id": "x", "created_at": "2025-06-01"}},
+            [(("lead", "created_at"), "datetime_parsing")],
+        ),
         (
             {"lead": {"lead_id": "x", "created_at": AS_OF, "employes": 5}},
             [(("lead", "employes"), "extra_forbidden")],
