@@ -158,8 +158,9 @@ def _detail(detail: list[dict[str, Any]]) -> bytes:
     return orjson.dumps({"detail": detail[:MAX_ERRORS]})
 
 
-def _unprocessable(detail: list[dict[str, Any]]) -> Response:
-    return Response(_detail(detail), status_code=422, media_type=JSON)
+def _request_error_body(exc: RequestValidationError) -> bytes:
+    """The 422 body for a request-level error (e.g. the ``explain`` query flag), as FastAPI would say it."""
+    return _detail([{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()])
 
 
 def _request_body(model: type, example: dict[str, Any]) -> dict[str, Any]:
@@ -491,8 +492,7 @@ async def admin_reload(request: Request, _: Authorized) -> Response:
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-    detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-    return _unprocessable(detail)
+    return Response(_request_error_body(exc), status_code=422, media_type=JSON)
 
 
 class ScoringFastPath:
@@ -551,10 +551,7 @@ class ScoringFastPath:
                 (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (exc.headers or {}).items()
             ]
         except RequestValidationError as exc:
-            status, content = (
-                422,
-                _detail([{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]),
-            )
+            status, content = 422, _request_error_body(exc)
         else:
             chunks = []
             while True:
