@@ -187,15 +187,55 @@ def lead_attributes(leads: pd.DataFrame, accounts: pd.DataFrame, params: Feature
     return pd.DataFrame({"lead_id": frame["lead_id"].to_numpy(), "created_at": frame["created_at"], **attrs})
 
 
-def _per_unique(values: np.ndarray, fn: Callable[[Any], Any]) -> list[Any]:
+#: A memo of one column (raw text -> derived value) is emptied when it grows past this many entries.
+MEMO_LIMIT = 65_536
+
+#: Column name -> (raw text or None -> derived value). The online builder keeps one per bundle.
+AttributeMemo = dict[str, dict[Any, Any]]
+
+
+def _per_unique(
+    values: np.ndarray, fn: Callable[[Any], Any], memo: dict[Any, Any] | None = None
+) -> list[Any]:
     """``[fn(v) for v in values]``, calling ``fn`` once per distinct value (a million leads share a few
-    thousand titles); tiny inputs (the online path) skip the factorize overhead."""
+    thousand titles); tiny inputs (the online path) skip the factorize overhead.
+
+    With ``memo`` (kept across calls by the online builder: the CRM sends the same titles, domains and
+    industries again and again) a column of known values costs one dict lookup each. Only text and None
+    are memo keys: ``fn`` of them is pure, and unlike numbers they cannot collide with another type's equal
+    key (``1 == 1.0 == True``) or miss forever (NaN); a column with any other value takes the plain path.
+    """
+    if memo is not None:
+        try:
+            return list(map(memo.__getitem__, values))
+        except (KeyError, TypeError):
+            pass
+        if all(v is None or isinstance(v, str) for v in values):
+            if len(memo) > MEMO_LIMIT:
+                memo.clear()
+            for v in values:
+                if v not in memo:
+                    memo[v] = fn(v)
+            return [memo[v] for v in values]
     if len(values) <= 16:
         return [fn(v) for v in values]
     codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
     mapped = [fn(u) for u in uniques]
     missing = fn(None)
     return [mapped[c] if c >= 0 else missing for c in codes]
+
+
+def size_bands(employees: np.ndarray, bands: tuple[int, ...]) -> np.ndarray:
+    """``size_band`` of each employee count (float array), vectorised: ``searchsorted(side="right")`` is
+    ``bisect_right``; missing, infinite and below-the-first-band counts are 'unknown'."""
+    labels = np.array(
+        [f"{lo}+" if i == len(bands) - 1 else f"{lo}-{bands[i + 1] - 1}" for i, lo in enumerate(bands)]
+        + ["unknown"],
+        dtype=object,
+    )
+    idx = np.searchsorted(np.asarray(bands, dtype=np.float64), employees, side="right") - 1
+    idx[(idx < 0) | ~np.isfinite(employees)] = len(bands)
+    return labels[idx]
 
 
 def member(values: np.ndarray, allowed: frozenset[str]) -> np.ndarray:
@@ -213,30 +253,49 @@ def _to_float(value: Any) -> float:
         return np.nan
 
 
+def _floats(values: np.ndarray) -> np.ndarray:
+    """``_to_float`` of each value as a float array; floats and None (the API's values) in one NumPy
+    conversion (None becomes NaN, as ``_to_float`` makes it)."""
+    if all(v is None or type(v) is float for v in values):
+        return np.array(list(values), dtype=float)
+    return np.asarray(_per_unique(values, _to_float), dtype=float)
+
+
 def _tech_stack_size(value: Any) -> float:
     return float(len([x for x in value.split(";") if x.strip()])) if isinstance(value, str) else np.nan
 
 
-def attributes_from_columns(cols: dict[str, np.ndarray], params: FeatureParams) -> dict[str, np.ndarray]:
+def attributes_from_columns(
+    cols: dict[str, np.ndarray], params: FeatureParams, memo: AttributeMemo | None = None
+) -> dict[str, np.ndarray]:
     """Attribute features from raw lead+account columns given as object arrays of equal length.
 
-    Shared by the batch builder and the online builder (which passes one-element arrays).
+    Shared by the batch builder and the online builder, which passes its ``memo`` (per-column caches of
+    the text functions, valid for these ``params`` only).
     """
-    parsed = _per_unique(cols["job_title"], lambda t: parse_title(t if isinstance(t, str) else None))
-    given_sen = _per_unique(cols["seniority"], _clean_category)
-    given_dep = _per_unique(cols["department"], _clean_category)
+    m: AttributeMemo = {} if memo is None else memo
+    use = memo is not None
+
+    def per_unique(col: str, values: np.ndarray, fn: Callable[[Any], Any]) -> list[Any]:
+        return _per_unique(values, fn, m.setdefault(col, {}) if use else None)
+
+    parsed = per_unique(
+        "job_title", cols["job_title"], lambda t: parse_title(t if isinstance(t, str) else None)
+    )
+    given_sen = per_unique("seniority", cols["seniority"], _clean_category)
+    given_dep = per_unique("department", cols["department"], _clean_category)
     # A seniority/department the CRM filled in wins over the parsed title; unknown values fall back.
     seniority = np.array(
         [g if g in SENIORITIES else p[0] for g, p in zip(given_sen, parsed, strict=True)], dtype=object
     )
     department = [g if g in DEPARTMENTS else p[1] for g, p in zip(given_dep, parsed, strict=True)]
-    employees = np.asarray(_per_unique(cols["employees"], _to_float), dtype=float)
-    revenue = np.asarray(_per_unique(cols["annual_revenue"], _to_float), dtype=float)
-    industry = np.array(_per_unique(cols["_industry"], _clean_category), dtype=object)
+    employees = _floats(cols["employees"])
+    revenue = _floats(cols["annual_revenue"])
+    industry = np.array(per_unique("_industry", cols["_industry"], _clean_category), dtype=object)
     tech = cols.get("tech_stack")
     n = len(employees)
     tech_size = (
-        np.asarray(_per_unique(tech, _tech_stack_size), dtype=float)
+        np.asarray(per_unique("tech_stack", tech, _tech_stack_size), dtype=float)
         if tech is not None
         else np.full(n, np.nan)
     )
@@ -250,10 +309,12 @@ def attributes_from_columns(cols: dict[str, np.ndarray], params: FeatureParams) 
         "target_industry": member(industry, frozenset(params.target_industries)),
         "is_student": (seniority == "student").astype(float),
         "industry": industry,
-        "country": as_obj(_per_unique(cols["country"], _clean_category)),
-        "lead_source": as_obj(_per_unique(cols["lead_source"], _clean_category)),
+        "country": as_obj(per_unique("country", cols["country"], _clean_category)),
+        "lead_source": as_obj(per_unique("lead_source", cols["lead_source"], _clean_category)),
         "seniority": seniority,
         "department": as_obj(department),
-        "email_type": as_obj(_per_unique(cols["email_domain"], lambda d: email_type(d, params))),
-        "size_band": as_obj(_per_unique(employees, lambda e: size_band(e, params.size_bands))),
+        "email_type": as_obj(
+            per_unique("email_domain", cols["email_domain"], lambda d: email_type(d, params))
+        ),
+        "size_band": size_bands(employees, params.size_bands),
     }

@@ -16,7 +16,7 @@ import numpy as np
 
 from leadscore.config import BaselineParams
 from leadscore.data.contract import STAGE_RANK
-from leadscore.features.attributes import attributes_from_columns, attributes_of_one
+from leadscore.features.attributes import AttributeMemo, attributes_from_columns, attributes_of_one
 from leadscore.features.derive import derive_features, derive_one, rule_score
 from leadscore.features.spec import SECONDS_PER_DAY, FeatureSpec
 
@@ -72,6 +72,8 @@ class OnlineFeatureBuilder:
         self.count_plan_ = [(n, spec.windows.index(w), ti) for n, ti, w in self.count_cols_]
         self.active_cols_ = [(n, w * SECONDS_PER_DAY) for n, w in spec.active_day_features]
         self.is_web_list_ = self.is_web_.tolist()
+        # Text -> attribute caches shared by all requests on this bundle (the same titles come back).
+        self.memo_: AttributeMemo = {}
 
     def type_codes(self, event_types: list[str] | np.ndarray) -> np.ndarray:
         """Map event type names to codes; names outside the spec map to -1 (ignored)."""
@@ -154,7 +156,7 @@ class OnlineFeatureBuilder:
         """
         cols = self.event_aggregates(as_of, events)
         cols.update(self.stage_aggregates(as_of, stages))
-        cols.update(attributes_from_columns(raw_attributes, self.spec.params))
+        cols.update(attributes_from_columns(raw_attributes, self.spec.params, self.memo_))
         cols["lead_age_days"] = (as_of - created_at).astype(np.float64) / SECONDS_PER_DAY
         cols.update(derive_features(cols, self.spec))
         if with_rule:  # the baseline is for reports; the API skips it

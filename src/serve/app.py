@@ -17,7 +17,7 @@ import json
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -35,7 +35,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadscore.serve.batching import MicroBatcher
-from leadscore.serve.decode import ScoreReq, parse_batch, parse_score, to_score_req
+from leadscore.serve.columnar import prepare_batch_text
+from leadscore.serve.decode import ScoreReq, decode_batch_text, parse_batch, parse_score, to_score_req
 from leadscore.serve.metrics import ServeMetrics, make_metrics
 from leadscore.serve.payload import PayloadPolicy
 from leadscore.serve.schemas import (
@@ -50,7 +51,14 @@ from leadscore.serve.schemas import (
     ScoreResult,
     Timestamp,
 )
-from leadscore.serve.scorer import LoadedModel, ReloadResult, ScoreOutcome, Scorer, score_requests
+from leadscore.serve.scorer import (
+    LoadedModel,
+    ReloadResult,
+    ScoreOutcome,
+    Scorer,
+    score_prepared,
+    score_requests,
+)
 from leadscore.serve.settings import ServeSettings, load_settings
 
 log = logging.getLogger("leadscore.serve")
@@ -382,6 +390,28 @@ async def score_batch_body(ctx: ScoringContext, body: bytes) -> tuple[int, bytes
     state, model, settings = ctx.state, ctx.model, ctx.state.settings
     item_errors: dict[int, list[dict[str, Any]]] = {}
     lead_ids: dict[int, str | None] = {}
+    text_batch = decode_batch_text(body)
+    if text_batch is not None:
+        # The columnar path: every timestamp converted at once, checks as array operations.
+        if len(text_batch.leads) > settings.max_batch:
+            return _too_many(len(text_batch.leads), settings.max_batch)
+
+        def run_columnar() -> ScoreOutcome | None:
+            prepared = prepare_batch_text(
+                text_batch, model.type_lookup, state.policy, memo=model.builder.memo_
+            )
+            if prepared is None:
+                return None  # a timestamp pydantic refuses: its errors come from the path below
+            return score_prepared(
+                model, prepared, ctx.explain, settings.reasons_per_lead, settings.predict_threads
+            )
+
+        big = len(text_batch.leads) >= settings.offload_min_leads
+        outcome = await anyio.to_thread.run_sync(run_columnar) if big else run_columnar()
+        if outcome is not None:
+            return 200, _batch_response(
+                state, model, outcome, len(text_batch.leads), text_batch.leads, None, {}, {}
+            )
     try:
         batch = parse_batch(body)
         requests, indices, default_as_of = batch.leads, None, batch.as_of
@@ -392,15 +422,7 @@ async def score_batch_body(ctx: ScoringContext, body: bytes) -> tuple[int, bytes
             return 422, _detail(parsed)
         requests, indices, default_as_of, item_errors, lead_ids, n_total = parsed
     if n_total > settings.max_batch:
-        return 422, _detail(
-            [
-                {
-                    "loc": ["body", "leads"],
-                    "msg": f"at most {settings.max_batch} leads per request, got {n_total}",
-                    "type": "too_many_leads",
-                }
-            ]
-        )
+        return _too_many(n_total, settings.max_batch)
 
     def run() -> ScoreOutcome:
         return score_requests(
@@ -417,6 +439,33 @@ async def score_batch_body(ctx: ScoringContext, body: bytes) -> tuple[int, bytes
 
     # Large batches on a worker thread: the event loop keeps answering health checks and single leads.
     outcome = await anyio.to_thread.run_sync(run) if len(requests) >= settings.offload_min_leads else run()
+    return 200, _batch_response(state, model, outcome, n_total, requests, indices, item_errors, lead_ids)
+
+
+def _too_many(n: int, limit: int) -> tuple[int, bytes]:
+    return 422, _detail(
+        [
+            {
+                "loc": ["body", "leads"],
+                "msg": f"at most {limit} leads per request, got {n}",
+                "type": "too_many_leads",
+            }
+        ]
+    )
+
+
+def _batch_response(
+    state: ServeState,
+    model: LoadedModel,
+    outcome: ScoreOutcome,
+    n_total: int,
+    requests: Sequence[Any],
+    indices: Sequence[int] | None,
+    item_errors: dict[int, list[dict[str, Any]]],
+    lead_ids: dict[int, str | None],
+) -> bytes:
+    """The batch response body: every request position in order, scored or with its errors (those found
+    while parsing, ``item_errors`` / ``lead_ids``, and those of the checks, ``outcome.errors``)."""
     _count(state, outcome, "batch")
     if item_errors:
         state.metrics.leads.labels("batch", "invalid").inc(len(item_errors))
@@ -435,7 +484,7 @@ async def score_batch_body(ctx: ScoringContext, body: bytes) -> tuple[int, bytes
                 {"index": i, "status": "error", "lead_id": lead_ids.get(i), "errors": item_errors[i]}
             )
     n_ok = len(outcome.results)
-    return 200, orjson.dumps(
+    return orjson.dumps(
         {
             "results": results,
             "n_ok": n_ok,

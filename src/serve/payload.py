@@ -14,7 +14,7 @@ text as missing, and the e-mail domain comes from ``email`` only when ``email_do
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -96,6 +96,14 @@ class OneLead:
     st_stage: list[str]
 
 
+Ints = list[int] | np.ndarray
+
+
+def _ints(values: Ints) -> list[int]:
+    """Python ints (the one-lead path computes in plain Python, exactly like the array path)."""
+    return values.tolist() if isinstance(values, np.ndarray) else values
+
+
 @dataclass
 class Prepared:
     """The good leads (request positions ``positions``), ``errors`` by request position for the others,
@@ -109,14 +117,15 @@ class Prepared:
     errors: dict[int, list[dict[str, Any]]]
     unknown_event_types: dict[str, int]
     lead_ids: list[str]
-    as_of: list[int]
-    created_at: list[int]
+    #: Integer columns are lists (``prepare``) or int64 arrays (``columnar.prepare_batch_text``).
+    as_of: Ints
+    created_at: Ints
     raw: dict[str, list[Any]]
-    ev_counts: list[int]
-    ev_ts: list[int]
-    ev_code: list[int]
-    st_counts: list[int]
-    st_ts: list[int]
+    ev_counts: Ints
+    ev_ts: Ints
+    ev_code: Ints
+    st_counts: Ints
+    st_ts: Ints
     st_stage: list[str]
 
     def __len__(self) -> int:
@@ -128,7 +137,7 @@ class Prepared:
         return LeadArrays(
             lead_ids=self.lead_ids,
             as_of=np.asarray(self.as_of, dtype=np.int64),
-            as_of_text=_iso_texts(self.as_of),
+            as_of_text=_iso_texts(_ints(self.as_of)),
             created_at=np.asarray(self.created_at, dtype=np.int64),
             raw={c: _object_array(v) for c, v in self.raw.items()},
             events=EventArrays(
@@ -147,16 +156,43 @@ class Prepared:
         """The only good lead (``len(self) == 1``)."""
         if len(self.lead_ids) != 1:
             raise ValueError(f"one() needs exactly one prepared lead, got {len(self.lead_ids)}")
+        as_of = _ints(self.as_of)[0]
         return OneLead(
             lead_id=self.lead_ids[0],
-            as_of=self.as_of[0],
-            as_of_text=iso_utc(self.as_of[0]),
-            created_at=self.created_at[0],
+            as_of=as_of,
+            as_of_text=iso_utc(as_of),
+            created_at=_ints(self.created_at)[0],
             raw={c: v[0] for c, v in self.raw.items()},
-            ev_ts=self.ev_ts,
-            ev_code=self.ev_code,
-            st_ts=self.st_ts,
+            ev_ts=_ints(self.ev_ts),
+            ev_code=_ints(self.ev_code),
+            st_ts=_ints(self.st_ts),
             st_stage=self.st_stage,
+        )
+
+    def merge(self, other: Prepared) -> Prepared:
+        """Both sets of leads (distinct request positions) in one ``Prepared``; results are keyed by
+        position, so the order of the leads does not matter."""
+
+        def cat(a: Ints, b: Ints) -> np.ndarray:
+            return np.concatenate([np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)])
+
+        unknown = dict(self.unknown_event_types)
+        for name, count in other.unknown_event_types.items():
+            unknown[name] = unknown.get(name, 0) + count
+        return Prepared(
+            positions=self.positions + other.positions,
+            errors={**self.errors, **other.errors},
+            unknown_event_types=unknown,
+            lead_ids=self.lead_ids + other.lead_ids,
+            as_of=cat(self.as_of, other.as_of),
+            created_at=cat(self.created_at, other.created_at),
+            raw={c: list(v) + list(other.raw[c]) for c, v in self.raw.items()},
+            ev_counts=cat(self.ev_counts, other.ev_counts),
+            ev_ts=cat(self.ev_ts, other.ev_ts),
+            ev_code=cat(self.ev_code, other.ev_code),
+            st_counts=cat(self.st_counts, other.st_counts),
+            st_ts=cat(self.st_ts, other.st_ts),
+            st_stage=self.st_stage + other.st_stage,
         )
 
 
@@ -193,10 +229,11 @@ def prepare(
     requests: Sequence[ScoreReq],
     type_lookup: Mapping[str, int],
     policy: PayloadPolicy,
-    default_as_of: datetime | None = None,
+    default_as_of: datetime | int | None = None,
     now: float | None = None,
     loc_prefix: tuple[Any, ...] | None = None,
     indices: Sequence[int] | None = None,
+    seconds: Callable[[Any], int] | None = None,
 ) -> Prepared:
     """Check every request against its ``as_of`` and the policy; return the arrays of the good ones.
 
@@ -204,12 +241,15 @@ def prepare(
     last case timestamps up to ``clock_skew_seconds`` later are tolerated (they do not count: features
     use events strictly before ``as_of``). ``indices``: the request position of each element (default
     0..n-1), used in ``positions``/``errors`` and, after ``loc_prefix`` (a batch passes ``("leads",)``),
-    in error locations; without ``loc_prefix`` locations start at the lead's own fields.
+    in error locations; without ``loc_prefix`` locations start at the lead's own fields. ``seconds``
+    reads a timestamp field as epoch seconds (default: ``epoch_seconds`` of a datetime; the columnar batch
+    path passes its already converted texts).
     """
     now_s = int(time.time() if now is None else now)
-    default_s = epoch_seconds(default_as_of) if default_as_of is not None else None
+    default_s = epoch_seconds(default_as_of) if isinstance(default_as_of, datetime) else default_as_of
     reject_unknown = policy.unknown_event_types == "reject"
     lookup_get = type_lookup.get
+    to_s = seconds
 
     ids: list[str] = []
     as_of: list[int] = []
@@ -232,13 +272,13 @@ def prepare(
         lead = req.lead
         own_as_of = req.as_of
         if own_as_of is not None:
-            t_as_of = epoch_seconds(own_as_of)
+            t_as_of = epoch_seconds(own_as_of) if to_s is None else to_s(own_as_of)
             limit = t_as_of
         elif default_s is not None:
             t_as_of = limit = default_s
         else:
             t_as_of, limit = now_s, now_s + policy.clock_skew_seconds
-        t_created = epoch_seconds(lead.created_at)
+        t_created = epoch_seconds(lead.created_at) if to_s is None else to_s(lead.created_at)
         if t_created > limit:
             errs.append(
                 _error(
@@ -261,7 +301,11 @@ def prepare(
             e_code: list[int] = []
         else:
             # epoch_seconds inlined: this line runs once per event of the request
-            e_ts = [(e.ts - (_EPOCH_NAIVE if e.ts.tzinfo is None else _EPOCH_UTC)) // _SECOND for e in events]
+            e_ts = (
+                [(e.ts - (_EPOCH_NAIVE if e.ts.tzinfo is None else _EPOCH_UTC)) // _SECOND for e in events]
+                if to_s is None
+                else [to_s(e.ts) for e in events]
+            )
             e_code = [lookup_get(e.event_type, UNKNOWN_TYPE) for e in events]
             if UNKNOWN_TYPE in e_code:  # not an exact name: try the normalised one (as the loader does)
                 e_code = [
@@ -311,7 +355,7 @@ def prepare(
             s_ts: list[int] = []
             s_stage: list[str] = []
         else:
-            s_ts = [epoch_seconds(s.ts) for s in stages]
+            s_ts = [epoch_seconds(s.ts) if to_s is None else to_s(s.ts) for s in stages]
             s_stage = [s.stage.strip().lower() for s in stages]
             for j, (t, name) in enumerate(zip(s_ts, s_stage, strict=True)):
                 if len(errs) >= MAX_ERRORS_PER_LEAD:

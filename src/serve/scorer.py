@@ -382,6 +382,13 @@ def score_requests(
         loc_prefix=loc_prefix,
         indices=indices,
     )
+    return score_prepared(model, prepared, explain, reasons_per_lead, num_threads)
+
+
+def score_prepared(
+    model: LoadedModel, prepared: Prepared, explain: bool, reasons_per_lead: int = 3, num_threads: int = 1
+) -> ScoreOutcome:
+    """Score checked leads (``payload.prepare`` or ``columnar.prepare_batch_text``) on ``model``."""
     if len(prepared) == 1 and model.row_predict and model.row_contrib is not None:
         # One lead (every single-lead API call): row-wise in plain Python, a few hundred µs faster.
         rows = [_score_one(model, prepared.one(), explain, reasons_per_lead)]
