@@ -70,3 +70,52 @@ def test_crm_fields_win_over_parsed_title_and_many_rows_equal_one_by_one() -> No
             assert values.tolist() == many[key][i : i + 1].tolist() or (
                 np.isnan(values).all() and np.isnan(many[key][i : i + 1]).all()
             ), key
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and (
+        a.tolist() == b.tolist() or np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    )
+
+
+def test_the_memo_and_the_float_fast_path_change_nothing() -> None:
+    """The online builder's memo (text -> value, kept across requests) and the float columns read in one
+    NumPy call give exactly the plain results: on a first call (memo empty), on a second one (memo full),
+    with mixed types that must bypass the memo (numbers in a text column), and after the memo was cut."""
+    rng = np.random.default_rng(3)
+    titles = ["VP Sales", " vp sales ", "Engineer", None, "", "Student", "n/a", "Head of IT"]
+    pick = lambda pool, n=60: np.array([pool[i] for i in rng.integers(0, len(pool), n)], dtype=object)  # noqa: E731
+    raw = {
+        "job_title": pick(titles),
+        "seniority": pick(["manager", None, " Director ", "bogus", ""]),
+        "department": pick([None, "it", "IT "]),
+        "country": pick(["US", "de", None, " fr", ""]),
+        "lead_source": pick(["webinar", None]),
+        "email_domain": pick(["gmail.com", "Acme.com ", None, "rivalcrm.io", ""]),
+        "_industry": pick(["Software", None, "retail", " FinTech "]),
+        "employees": pick([120.0, None, 9.0, 1e9, float("inf"), float("nan"), 10.0, 49.999]),
+        "annual_revenue": pick([1e6, None, 2e6]),
+        "tech_stack": pick(["aws; hubspot", None, "", "x"]),
+    }
+    plain = attributes_from_columns(raw, FEATURES)
+    memo: dict = {}
+    for _ in range(2):
+        cached = attributes_from_columns(raw, FEATURES, memo)
+        assert all(_same(cached[k], plain[k]) for k in plain), [
+            k for k in plain if not _same(cached[k], plain[k])
+        ]
+    assert memo["job_title"] and memo["country"]
+    mixed = dict(raw, country=np.array([1, 1.0, True, "1"] * 15, dtype=object))  # equal keys, other texts
+    assert attributes_from_columns(mixed, FEATURES, memo)["country"].tolist() == (
+        attributes_from_columns(mixed, FEATURES)["country"].tolist()
+    )
+    numbers_as_text = dict(raw, employees=np.array(["75", 75, None, "lots"] * 15, dtype=object))
+    assert _same(
+        attributes_from_columns(numbers_as_text, FEATURES, memo)["employees"],
+        attributes_from_columns(numbers_as_text, FEATURES)["employees"],
+    )
+    for m in memo.values():
+        m.clear()
+    assert all(_same(attributes_from_columns(raw, FEATURES, memo)[k], plain[k]) for k in plain)
+    bands = FEATURES.size_bands
+    assert plain["size_band"].tolist() == [size_band(e, bands) for e in plain["employees"]]
