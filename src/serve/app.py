@@ -34,6 +34,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from leadscore.serve import isotime
 from leadscore.serve.batching import MicroBatcher
 from leadscore.serve.columnar import prepare_batch_text
 from leadscore.serve.decode import ScoreReq, decode_batch_text, parse_batch, parse_score, to_score_req
@@ -649,6 +650,8 @@ def create_app(settings: ServeSettings | None = None, scorer: Scorer | None = No
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The batch path's compiled timestamp loop: loaded (or compiled) now, not on the first batch.
+        isotime.warm_up()
         model = state.scorer.model
         if model is None:
             await state.reload("startup")

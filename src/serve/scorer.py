@@ -345,18 +345,32 @@ def score_arrays(
         contrib = model.contributions(matrix, num_threads)
         reasons = model.reasons.top_reasons(contrib, cols, reasons_per_lead)
     targets = list(probs)
-    plists = [probs[t].tolist() for t in targets]
+    per_lead = [
+        dict(zip(targets, values, strict=True))
+        for values in zip(*(probs[t].tolist() for t in targets), strict=True)
+    ]
+    if reasons is not None:
+        return [
+            _response(
+                model, arrays.lead_ids[i], arrays.as_of_text[i], per_lead[i], stages[i], scores[i], reasons[i]
+            )
+            for i in range(n)
+        ]
+    # _response's dict without reasons, inline: a batch of 1,000 builds 1,000 of them.
+    version, checksum = model.version, model.checksum
     return [
-        _response(
-            model,
-            arrays.lead_ids[i],
-            arrays.as_of_text[i],
-            {t: pl[i] for t, pl in zip(targets, plists, strict=True)},
-            stages[i],
-            scores[i],
-            None if reasons is None else reasons[i],
+        {
+            "lead_id": lead_id,
+            "as_of": as_of,
+            "probabilities": p,
+            "stage": stage,
+            "score": score,
+            "model_version": version,
+            "bundle_checksum": checksum,
+        }
+        for lead_id, as_of, p, stage, score in zip(
+            arrays.lead_ids, arrays.as_of_text, per_lead, stages, scores, strict=True
         )
-        for i in range(n)
     ]
 
 
