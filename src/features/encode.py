@@ -8,6 +8,7 @@ LightGBM routes like a missing value, so new categories are scored, never reject
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -59,7 +60,8 @@ class MatrixEncoder:
         for j in self.categorical_indices_:
             get = self.lookup_[names[j]].get
             values = cols[names[j]]
-            out[j] = [get(v, np.nan) for v in (values.tolist() if hasattr(values, "tolist") else values)]
+            vals = values.tolist() if hasattr(values, "tolist") else values
+            out[j] = list(map(get, vals, repeat(np.nan, len(vals))))
         return out.T
 
     def transform_one(self, values: Mapping[str, object]) -> np.ndarray:

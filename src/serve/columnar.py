@@ -25,7 +25,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from leadscore.features.attributes import AttributeMemo, _per_unique
-from leadscore.serve.decode import BatchReqT
+from leadscore.serve.decode import Account, BatchReqT
 from leadscore.serve.isotime import epoch_seconds_many
 from leadscore.serve.payload import (
     _STAGE_SET,
@@ -43,6 +43,7 @@ from leadscore.serve.schemas import Timestamp
 _TIMESTAMP: Final = TypeAdapter(Timestamp)
 _LEAD_TEXT: Final = ("job_title", "seniority", "department", "country", "lead_source")
 _get = attrgetter
+_NO_ACCOUNT: Final = Account()
 
 
 def _pydantic_seconds(text: str) -> int | None:
@@ -125,11 +126,11 @@ def prepare_batch_text(
     st_counts = np.fromiter(map(len, st_lists), dtype=np.int64, count=n)
     ev_lead = np.repeat(rows, ev_counts)
     st_lead = np.repeat(rows, st_counts)
-    ev_code = np.fromiter(
-        map(type_lookup.get, map(_get("event_type"), events), repeat(UNKNOWN_TYPE, n_ev)),
-        dtype=np.int64,
-        count=n_ev,
-    )
+    try:  # every type an exact known name (the usual case): plain lookups
+        codes = list(map(type_lookup.__getitem__, map(_get("event_type"), events)))
+    except KeyError:
+        codes = list(map(type_lookup.get, map(_get("event_type"), events), repeat(UNKNOWN_TYPE, n_ev)))
+    ev_code = np.array(codes, dtype=np.int64)
     st_stage = _per_unique(list(map(_get("stage"), stages)), _stage_name, m.setdefault("_stage", {}))
     st_known = np.fromiter(map(_STAGE_SET.__contains__, st_stage), dtype=bool, count=n_st)
     bad = (
@@ -166,17 +167,18 @@ def prepare_batch_text(
         d if d is not None or lead.email is None else _domain(lead.email, None)
         for d, lead in zip(domains, lead_objs, strict=True)
     ]
-    if any(a is None for a in accounts):
-        accounts_or_none: list[Any] = accounts
-        raw["_industry"] = [None if a is None else _text(a.industry) for a in accounts_or_none]
-        raw["employees"] = [None if a is None else a.employees for a in accounts_or_none]
-        raw["annual_revenue"] = [None if a is None else a.annual_revenue for a in accounts_or_none]
-        raw["tech_stack"] = [None if a is None else _tech_stack(a.tech_stack) for a in accounts_or_none]
-    else:
-        raw["_industry"] = _per_unique(list(map(_get("industry"), accounts)), _text, text_memo)
-        raw["employees"] = list(map(_get("employees"), accounts))
-        raw["annual_revenue"] = list(map(_get("annual_revenue"), accounts))
-        raw["tech_stack"] = [_tech_stack(t) for t in map(_get("tech_stack"), accounts)]
+    # No account reads as an account without values (prepare gives None to all four columns).
+    accounts = [_NO_ACCOUNT if a is None else a for a in accounts]
+    raw["_industry"] = _per_unique(list(map(_get("industry"), accounts)), _text, text_memo)
+    raw["employees"] = list(map(_get("employees"), accounts))
+    raw["annual_revenue"] = list(map(_get("annual_revenue"), accounts))
+    techs = list(map(_get("tech_stack"), accounts))
+    text_only = all(t is None or type(t) is str for t in techs)  # lists cannot be memo keys
+    raw["tech_stack"] = (
+        _per_unique(techs, _tech_stack, m.setdefault("_tech_stack", {}))
+        if text_only
+        else [_tech_stack(t) for t in techs]
+    )
     fast = Prepared(
         positions=pick,
         errors={},

@@ -242,7 +242,7 @@ def test_batch_default_as_of(client: TestClient, payload: dict) -> None:
 def test_batch_of_many_runs_off_the_event_loop(
     make_client: Callable[..., TestClient], sample_payloads: list[dict]
 ) -> None:
-    client = make_client(offload_min_leads=2)
+    client = make_client(offload_min_bytes=0)
     r = client.post("/v1/score/batch", json={"leads": sample_payloads})
     assert r.status_code == 200 and r.json()["n_ok"] == len(sample_payloads)
 
