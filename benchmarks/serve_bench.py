@@ -229,13 +229,14 @@ def stage_costs(
     bundle: Path, singles: list[dict], batch: list[dict], repeat: int = 5
 ) -> list[tuple[str, float, float]]:
     """In-process cost of each scoring stage (best of ``repeat``): µs per single lead (mean over the
-    single payloads, through the one-lead path the API uses) and ms per batch (the array path, with the
-    server's default LightGBM threads). Explains where the server's time goes; not part of the targets."""
+    single payloads, through the one-lead path the API uses) and ms per batch (the columnar path, with the
+    server's default predict threads). Explains where the server's time goes; not part of the targets."""
     import time as _t
 
-    from leadscore.serve.decode import parse_batch, parse_score
+    from leadscore.serve.columnar import prepare_batch_text
+    from leadscore.serve.decode import decode_batch_text, parse_score
     from leadscore.serve.payload import PayloadPolicy, prepare
-    from leadscore.serve.scorer import load_model, score_requests
+    from leadscore.serve.scorer import load_model, score_prepared, score_requests
     from leadscore.serve.settings import ServeSettings
 
     model, policy = load_model(bundle), PayloadPolicy()
@@ -253,9 +254,13 @@ def stage_costs(
     single_bodies = [orjson.dumps(p) for p in singles[:200]]
     batch_body = [orjson.dumps({"leads": batch})]
     reqs = [parse_score(b) for b in single_bodies]
-    breq = [parse_batch(batch_body[0]).leads]
+    breq = [decode_batch_text(batch_body[0])]
     ones = [prepare([r], model.type_lookup, policy).one() for r in reqs]
-    barr = [prepare(breq[0], model.type_lookup, policy).arrays]
+
+    def prepare_batch(t: Any) -> Any:
+        return prepare_batch_text(t, model.type_lookup, policy, memo=model.builder.memo_)
+
+    barr = [prepare_batch(breq[0]).arrays]
     b = model.bundle
 
     def build_one(o: Any) -> Any:
@@ -265,6 +270,8 @@ def stage_costs(
         return model.builder.build(a.as_of, a.created_at, a.raw, a.events, a.stages, with_rule=False)
 
     def predict_one(row: np.ndarray) -> Any:
+        if model.forests:  # the compiled trees, as _score_one uses them
+            return {t: b.calibrators[t].transform_one(f.predict_one(row)) for t, f in model.forests.items()}
         return {t: b.calibrators[t].transform_one(p.value(row)) for t, p in model.row_predict.items()}
 
     threads = ServeSettings.model_fields["predict_threads"].get_default(call_default_factory=True)
@@ -282,12 +289,18 @@ def stage_costs(
     bcontribs = [model.contributions(bmats[0])]
     k = 3
     stages = [
-        ("parse + validate JSON (decode.parse_*)", parse_score, single_bodies, parse_batch, batch_body),
         (
-            "checks → lists (payload.prepare)",
+            "parse + validate JSON (parse_score / decode_batch_text)",
+            parse_score,
+            single_bodies,
+            decode_batch_text,
+            batch_body,
+        ),
+        (
+            "checks → lists / arrays (payload.prepare / columnar.prepare_batch_text)",
             lambda r: prepare([r], model.type_lookup, policy),
             reqs,
-            lambda r: prepare(r, model.type_lookup, policy),
+            lambda t: prepare_batch(t).arrays,
             breq,
         ),
         ("feature build (build_one / build)", build_one, ones, build, barr),
@@ -302,17 +315,17 @@ def stage_costs(
             [0],
         ),
         (
-            "score_requests without reasons (prepare..response dicts)",
+            "checks..response dicts, without reasons",
             lambda r: score_requests(model, [r], policy, False),
             reqs,
-            lambda r: score_requests(model, r, policy, False, num_threads=threads),
+            lambda t: score_prepared(model, prepare_batch(t), False, num_threads=threads, batch_rows=True),
             breq,
         ),
         (
-            "score_requests with reasons",
+            "checks..response dicts, with reasons",
             lambda r: score_requests(model, [r], policy, True),
             reqs,
-            lambda r: score_requests(model, r, policy, True, num_threads=threads),
+            lambda t: score_prepared(model, prepare_batch(t), True, num_threads=threads, batch_rows=True),
             breq,
         ),
     ]
@@ -352,7 +365,7 @@ def main() -> None:
     ap.add_argument("bundle", type=Path, nargs="?", default=ROOT / "models")
     ap.add_argument("--seconds", type=float, default=3.0, help="time budget per scenario and round")
     ap.add_argument("--max-requests", type=int, default=30000, help="request budget per scenario and round")
-    ap.add_argument("--batch-requests", type=int, default=10, help="batches per scenario and round")
+    ap.add_argument("--batch-requests", type=int, default=30, help="batches per scenario and round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--leads", type=int, default=4000, help="demo leads to generate for payloads")
     ap.add_argument("--seed", type=int, default=11)

@@ -68,8 +68,9 @@ class ServeSettings(BaseSettings):
     #: Serve POST /v1/score and /v1/score/batch from a plain ASGI dispatcher (``ScoringFastPath``) that
     #: skips FastAPI's route matching and dependency resolution; same checks, same responses.
     fast_routes: bool = True
-    #: Threads LightGBM may use for one batch (single rows always use one thread). Two halve a batch's
-    #: predict time on a 2-core machine (benchmarks/serve_bench.py); with several workers, lower it.
+    #: Threads for one batch's trees (compiled or LightGBM) and SHAP; single rows always use one. Two
+    #: nearly halve a batch's predict time on a 2-core machine (benchmarks/serve_bench.py); with several
+    #: workers, lower it.
     predict_threads: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, le=64)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     #: uvicorn's per-request access log (request counts and latency are in /metrics either way).
