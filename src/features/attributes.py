@@ -190,8 +190,10 @@ def lead_attributes(leads: pd.DataFrame, accounts: pd.DataFrame, params: Feature
 #: A memo of one column (raw text -> derived value) is emptied when it grows past this many entries.
 MEMO_LIMIT = 65_536
 
-#: Column name -> (raw text or None -> derived value). The online builder keeps one per bundle.
+#: Column name -> (raw text or None -> derived value). The online builder keeps one per bundle; the API's
+#: batch path adds its own under "_text", "_domain", "_stage" and "_tech_stack" (``serve.columnar``).
 AttributeMemo = dict[str, dict[Any, Any]]
+_UNSET = object()
 
 
 def _per_unique(
@@ -213,10 +215,16 @@ def _per_unique(
         if all(v is None or isinstance(v, str) for v in values):
             if len(memo) > MEMO_LIMIT:
                 memo.clear()
+            # Results are read from ``found``, never from ``memo`` again: another request's thread may
+            # clear the memo meanwhile.
+            found: dict[Any, Any] = {}
             for v in values:
-                if v not in memo:
-                    memo[v] = fn(v)
-            return [memo[v] for v in values]
+                if v not in found:
+                    r = memo.get(v, _UNSET)
+                    if r is _UNSET:
+                        r = memo[v] = fn(v)
+                    found[v] = r
+            return [found[v] for v in values]
     if len(values) <= 16:
         return [fn(v) for v in values]
     codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)

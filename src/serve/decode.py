@@ -163,36 +163,22 @@ def decode_batch(body: bytes) -> BatchReq | None:
 TsText = Annotated[str, msgspec.Meta(max_length=64)]
 
 
-class LeadT(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+class LeadT(Lead):
     """``Lead`` with ``created_at`` as text."""
 
-    lead_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-    created_at: TsText
-    account_id: Text = None
-    email: Text = None
-    email_domain: Text = None
-    job_title: Text = None
-    seniority: Text = None
-    department: Text = None
-    country: Text = None
-    lead_source: Text = None
-    first_name: Text = None
-    last_name: Text = None
+    created_at: TsText  # type: ignore[assignment]
 
 
-class EventT(msgspec.Struct, gc=False):
+class EventT(Event):
     """``Event`` with ``ts`` as text."""
 
-    ts: TsText
-    event_type: Name
+    ts: TsText  # type: ignore[assignment]
 
 
-class StageChangeT(msgspec.Struct, gc=False):
+class StageChangeT(StageChange):
     """``StageChange`` with ``ts`` as text."""
 
-    stage: Name
-    ts: TsText
-    reason: Text = None
+    ts: TsText  # type: ignore[assignment]
 
 
 class ScoreReqT(msgspec.Struct, forbid_unknown_fields=True):
