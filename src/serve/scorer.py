@@ -462,7 +462,7 @@ def score_prepared(
     """Score checked leads (``payload.prepare`` or ``columnar.prepare_batch_text``) on ``model``.
     ``batch_rows``: results are the batch response's rows (led by ``index`` and ``status``)."""
     positions = prepared.positions if batch_rows else None
-    if len(prepared) == 1 and model.row_predict and model.row_contrib is not None:
+    if len(prepared) == 1 and (model.forests or model.row_predict) and model.row_contrib is not None:
         # One lead (every single-lead API call): row-wise in plain Python, a few hundred µs faster.
         rows = [_score_one(model, prepared.one(), explain, reasons_per_lead)]
         if positions is not None:
