@@ -118,14 +118,22 @@ _LONG_FRACTION: Final = re.compile(rb"\.[0-9]{7}")
 _ESCAPED_DIGIT: Final = re.compile(rb"\\u00(?:3[0-9]|2[eE])")
 
 
+def _valid_utf8(body: bytes) -> bool:
+    """msgspec skips ignored fields unchecked; pydantic refuses a body with invalid UTF-8 anywhere."""
+    if body.isascii():
+        return True
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _safe(body: bytes) -> bool:
     """Whether msgspec's reading of ``body`` can be trusted to agree with pydantic's (see module doc);
     cheap scans of the raw bytes, run before decoding."""
-    if not body.isascii():
-        try:
-            body.decode("utf-8")
-        except UnicodeDecodeError:
-            return False
+    if not _valid_utf8(body):
+        return False
     if _LONG_FRACTION.search(body) is not None:
         return False
     return b"\\" not in body or _ESCAPED_DIGIT.search(body) is None
@@ -204,11 +212,8 @@ _BATCH_TEXT_DECODER: Final = msgspec.json.Decoder(BatchReqT)
 def decode_batch_text(body: bytes) -> BatchReqT | None:
     """The batch in ``body`` with timestamps as text, or None when msgspec refuses it (the caller then takes
     the ``parse_batch`` path, whose pydantic fallback gives the verdict and the errors)."""
-    if not body.isascii():
-        try:
-            body.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
+    if not _valid_utf8(body):
+        return None
     try:
         return _BATCH_TEXT_DECODER.decode(body)
     except (msgspec.DecodeError, RecursionError):

@@ -192,3 +192,10 @@ def test_the_api_batch_gives_pydantics_error_for_a_bad_timestamp(
     assert [r["status"] for r in body["results"]] == ["ok", "error", "ok"]
     (err,) = body["results"][1]["errors"]
     assert err["loc"] == ["body", "leads", 1, "events", 0, "ts"]
+
+
+def test_invalid_utf8_in_an_ignored_field_is_left_to_pydantic(sample_payloads: list[dict]) -> None:
+    body = orjson.dumps({"leads": sample_payloads[:2]})
+    assert decode_batch_text(body) is not None
+    bad = body.replace(b'"event_type"', b'"x":"\xff","event_type"', 1)
+    assert bad != body and decode_batch_text(bad) is None
