@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import difflib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -139,38 +139,6 @@ def _clean_category(value: object) -> str:
     return text or "unknown"
 
 
-def attributes_of_one(values: Mapping[str, Any], params: FeatureParams) -> dict[str, Any]:
-    """``attributes_from_columns`` for one lead given as scalars (the API's one-lead path): the same
-    helpers in the same order, without the per-call cost of ~30 array operations. Parity with the
-    columnar version is tested (``tests/unit/test_parity.py``)."""
-    title = values.get("job_title")
-    parsed = parse_title(title if isinstance(title, str) else None)
-    given_sen = _clean_category(values.get("seniority"))
-    given_dep = _clean_category(values.get("department"))
-    seniority = given_sen if given_sen in SENIORITIES else parsed[0]
-    department = given_dep if given_dep in DEPARTMENTS else parsed[1]
-    employees = _to_float(values.get("employees"))
-    revenue = _to_float(values.get("annual_revenue"))
-    industry = _clean_category(values.get("_industry"))
-    tech = values.get("tech_stack")
-    lo, hi = params.sweet_spot
-    return {
-        "employees": employees,
-        "annual_revenue": revenue,
-        "tech_stack_size": _tech_stack_size(tech),
-        "in_sweet_spot": float(lo <= employees <= hi),  # NaN compares False, as in the array version
-        "target_industry": float(industry in params.target_industries),
-        "is_student": float(seniority == "student"),
-        "industry": industry,
-        "country": _clean_category(values.get("country")),
-        "lead_source": _clean_category(values.get("lead_source")),
-        "seniority": seniority,
-        "department": department,
-        "email_type": email_type(values.get("email_domain"), params),
-        "size_band": size_band(employees, params.size_bands),
-    }
-
-
 def lead_attributes(leads: pd.DataFrame, accounts: pd.DataFrame, params: FeatureParams) -> pd.DataFrame:
     """One row per lead: lead_id, created_at and the attribute features of ``spec.ATTRIBUTE_*``.
 
@@ -190,8 +158,7 @@ def lead_attributes(leads: pd.DataFrame, accounts: pd.DataFrame, params: Feature
 #: A memo of one column (raw text -> derived value) is emptied when it grows past this many entries.
 MEMO_LIMIT = 65_536
 
-#: Column name -> (raw text or None -> derived value). The online builder keeps one per bundle; the API's
-#: batch path adds its own under "_text", "_domain", "_stage" and "_tech_stack" (``serve.columnar``).
+#: Column name -> (raw text or None -> derived value). The online builder keeps one per bundle.
 AttributeMemo = dict[str, dict[Any, Any]]
 _UNSET = object()
 

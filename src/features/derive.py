@@ -6,7 +6,6 @@ builder (arrays for one or many leads) run literally the same code here.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -47,24 +46,6 @@ def derive_features(cols: Mapping[str, np.ndarray], spec: FeatureSpec) -> dict[s
         if unsub_name in cols
         else np.zeros(n)
     )
-    return {"return_visit_7d": rv, "email_click_rate": ctr, "high_intent_30d": high, "unsubscribed": unsub}
-
-
-def derive_one(cols: Mapping[str, float], spec: FeatureSpec) -> dict[str, float]:
-    """``derive_features`` for one lead given as scalars (the API's one-lead path): the same arithmetic
-    in the same order, so the values are bit-identical (tested in ``tests/unit/test_parity.py``)."""
-    active = spec.active_day_features
-    rv = float(cols.get(active[0][0], 0.0) >= 2) if active else 0.0
-    w = spec.max_window
-    opens = cols.get(spec.count_name("email_open", w), 0.0)
-    clicks = cols.get(spec.count_name("email_click", w), 0.0)
-    ctr = clicks / opens if opens > 0 else math.nan
-    w30 = _window_at_least(spec, 30)
-    high = 0.0
-    for et in spec.high_intent_types:
-        high = high + cols.get(spec.count_name(et, w30), 0.0)
-    unsub_name = spec.recency_name("unsubscribe")
-    unsub = float(not math.isnan(cols[unsub_name])) if unsub_name in cols else 0.0
     return {"return_visit_7d": rv, "email_click_rate": ctr, "high_intent_30d": high, "unsubscribed": unsub}
 
 

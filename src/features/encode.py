@@ -63,14 +63,3 @@ class MatrixEncoder:
             vals = values.tolist() if hasattr(values, "tolist") else values
             out[j] = list(map(get, vals, repeat(np.nan, len(vals))))
         return out.T
-
-    def transform_one(self, values: Mapping[str, object]) -> np.ndarray:
-        """``transform`` for one lead given as scalars (the API's one-lead path): a (n_features,) row."""
-        names = self.feature_names_
-        row = [float(values[name]) for name in names[: self.n_numeric_]]  # type: ignore[arg-type]
-        for j in self.never_rows_:
-            if row[j] != row[j]:  # NaN: "never happened", as in transform
-                row[j] = NEVER_DAYS
-        lookup = self.lookup_
-        row += [lookup[name].get(values[name], np.nan) for name in names[self.n_numeric_ :]]  # type: ignore[arg-type]
-        return np.array(row, dtype=np.float64)

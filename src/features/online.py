@@ -8,16 +8,14 @@ event. ``tests/unit/test_parity.py`` proves it equals the batch builder.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from leadscore.config import BaselineParams
 from leadscore.data.contract import STAGE_RANK
-from leadscore.features.attributes import AttributeMemo, attributes_from_columns, attributes_of_one
-from leadscore.features.derive import derive_features, derive_one, rule_score
+from leadscore.features.attributes import AttributeMemo, attributes_from_columns
+from leadscore.features.derive import derive_features, rule_score
 from leadscore.features.spec import SECONDS_PER_DAY, FeatureSpec
 
 #: Raw lead + account columns ``OnlineFeatureBuilder.build`` reads (the account's industry as ``_industry``).
@@ -68,10 +66,6 @@ class OnlineFeatureBuilder:
         self.is_web_ = np.array([t in spec.params.web_types for t in spec.event_types])
         self.count_cols_ = [(n, self.type_index_[t], w) for n, t, w in spec.count_features]
         self.recency_cols_ = [(n, self.type_index_[t]) for n, t in spec.recency_features]
-        self.windows_s_ = [w * SECONDS_PER_DAY for w in spec.windows]
-        self.count_plan_ = [(n, spec.windows.index(w), ti) for n, ti, w in self.count_cols_]
-        self.active_cols_ = [(n, w * SECONDS_PER_DAY) for n, w in spec.active_day_features]
-        self.is_web_list_ = self.is_web_.tolist()
         # Text -> attribute caches shared by all requests on this bundle (the same titles come back).
         self.memo_: AttributeMemo = {}
 
@@ -162,88 +156,3 @@ class OnlineFeatureBuilder:
         if with_rule:  # the baseline is for reports; the API skips it
             cols["rule_score"] = rule_score(cols, self.spec, self.baseline)
         return cols
-
-    def build_one(
-        self,
-        as_of: int,
-        created_at: int,
-        raw: Mapping[str, Any],
-        ev_ts: Sequence[int],
-        ev_code: Sequence[int],
-        st_ts: Sequence[int],
-        st_stage: Sequence[str],
-    ) -> dict[str, Any]:
-        """``build(..., with_rule=False)`` for one lead, as scalars (floats; text for categoricals).
-
-        The API's one-lead path: a single Python pass over the lead's events instead of ~100 small array
-        operations. Same rules, same floating-point operations in the same order, so the values equal
-        ``build``'s bit for bit (``tests/unit/test_parity.py``). ``raw``: the lead + account columns of
-        ``RAW_ATTRIBUTE_COLUMNS``; events as epoch seconds and spec type codes (-1: not in the spec).
-        """
-        t = self.n_types_
-        windows = self.windows_s_
-        counts = [[0] * t for _ in windows]
-        last: list[int | None] = [None] * t
-        any_last: int | None = None
-        kept_codes: list[int] = []
-        kept_ages: list[int] = []
-        web_days: list[tuple[int, int]] = []  # (age, day) of web events
-        is_web = self.is_web_list_
-        for ts, code in zip(ev_ts, ev_code, strict=True):
-            age = as_of - ts
-            # Point-in-time: only events strictly before as_of count, exactly as in the batch builder.
-            if age <= 0 or code < 0:
-                continue
-            kept_codes.append(code)
-            kept_ages.append(age)
-            for wi, w in enumerate(windows):
-                if age <= w:
-                    counts[wi][code] += 1
-            prev = last[code]
-            if prev is None or age < prev:
-                last[code] = age
-            if any_last is None or age < any_last:
-                any_last = age
-            if is_web[code]:
-                web_days.append((age, ts // SECONDS_PER_DAY))
-        out: dict[str, Any] = {}
-        for name, wi, ti in self.count_plan_:
-            out[name] = float(counts[wi][ti])
-        for name, ti in self.recency_cols_:
-            v = last[ti]
-            out[name] = math.nan if v is None else float(v) / SECONDS_PER_DAY
-        out["days_since_last_event"] = math.nan if any_last is None else float(any_last) / SECONDS_PER_DAY
-        out["events_total"] = float(len(kept_ages))
-        decayed = 0.0
-        if kept_ages:
-            # np.exp, not math.exp (they may differ in the last bit); summed in event order like bincount.
-            ages = np.asarray(kept_ages, dtype=np.float64)
-            codes = np.asarray(kept_codes, dtype=np.int64)
-            for d in (self.decay_weight_[codes] * np.exp(-self.decay_rate_ * ages)).tolist():
-                decayed += d
-        out["engagement_decayed"] = decayed
-        for name, w in self.active_cols_:
-            out[name] = float(len({day for age, day in web_days if age <= w}))
-
-        best, last_change, last_sql, recycled = 0.0, None, None, 0.0
-        for ts, stage in zip(st_ts, st_stage, strict=True):
-            age = as_of - ts
-            if age <= 0:
-                continue
-            rank = float(STAGE_RANK.get(stage, 0))
-            if rank > best:
-                best = rank
-            if last_change is None or age < last_change:
-                last_change = age
-            if stage == "sql" and (last_sql is None or age < last_sql):
-                last_sql = age
-            if stage == "recycled":
-                recycled += 1.0
-        out["stage_rank"] = best
-        out["days_since_stage_change"] = math.nan if last_change is None else last_change / SECONDS_PER_DAY
-        out["times_recycled"] = recycled
-        out["days_since_sql"] = math.nan if last_sql is None else last_sql / SECONDS_PER_DAY
-        out.update(attributes_of_one(raw, self.spec.params))
-        out["lead_age_days"] = float(as_of - created_at) / SECONDS_PER_DAY
-        out.update(derive_one(out, self.spec))
-        return out

@@ -49,14 +49,6 @@ class Calibrator:
             return 1.0 / (1.0 + np.exp(-(self.a_ * _logit(raw) + self.b_)))
         return np.interp(raw, *self._xy)
 
-    def transform_one(self, raw: float) -> float:
-        """``transform`` of one value (the API's one-lead path): the same operations on a float, so the
-        result equals ``transform(np.array([raw]))[0]`` bit for bit (tested)."""
-        if self.method == "sigmoid":
-            p = min(max(raw, _EPS), 1 - _EPS)  # np.clip
-            return float(1.0 / (1.0 + np.exp(-(self.a_ * np.log(p / (1 - p)) + self.b_))))
-        return float(np.interp(raw, *self._xy))
-
     def to_json(self) -> dict[str, Any]:
         if self.method == "sigmoid":
             return {"method": "sigmoid", "a": self.a_, "b": self.b_}

@@ -28,9 +28,3 @@ def chain_consistent(
     capped = pre_sql & (probs[lower] > probs[upper])
     out[lower] = np.where(capped, probs[upper], probs[lower])
     return out, capped
-
-
-def chain_consistent_one(p_upper: float, p_lower: float, stage_rank: float) -> float:
-    """``chain_consistent`` for one lead (the API's one-lead path): ``p_lower`` capped at ``p_upper``
-    when the lead is not yet at SQL."""
-    return p_upper if stage_rank < SQL_RANK and p_lower > p_upper else p_lower

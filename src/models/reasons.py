@@ -12,7 +12,7 @@ types is covered automatically; the remaining features have explicit templates i
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -619,27 +619,6 @@ class ReasonBuilder:
             cut = sum(ki[:k])
             out.append((both[:cut], both[cut:]))
         return out
-
-    def top_reasons_one(
-        self, contributions: Sequence[float], values: Mapping[str, object], k: int = 3
-    ) -> tuple[list[Reason], list[Reason]]:
-        """``top_reasons`` for one lead (the API's one-lead path): ``contributions`` one row (bias last
-        or not), ``values`` the lead's feature values as scalars. Largest |contribution| first, ties by
-        feature order; zero contributions are never reasons."""
-        nf = len(self.features_)
-        if len(contributions) not in (nf, nf + 1):
-            raise ValueError(f"contributions must have {nf + 1} values (bias last); got {len(contributions)}")
-        k = max(0, min(k, nf))
-        c = contributions[:nf]
-        pos = sorted((j for j in range(nf) if c[j] > 0), key=lambda j: (-c[j], j))[:k]
-        neg = sorted((j for j in range(nf) if c[j] < 0), key=lambda j: (c[j], j))[:k]
-        names, templates = self.features_, self.templates_
-
-        def reason(j: int) -> Reason:
-            name = names[j]
-            return Reason(name, templates[name].render(values[name]), c[j])
-
-        return [reason(j) for j in pos], [reason(j) for j in neg]
 
     @staticmethod
     def _top(magnitude: np.ndarray, k: int) -> np.ndarray:

@@ -6,8 +6,8 @@ same moment (a CRM firing webhooks in parallel), they are scored together: each 
 validated request and awaits a future; the first one schedules a flush with ``loop.call_soon``, which
 runs after every handler that is ready in the same loop turn has queued its lead. A lone request is
 scored alone, with no wait. Results are per lead and equal to scoring each alone (the builder and the
-predictors are row-wise; the parity tests compare them exactly); requests for different models (a
-reload in between) or different ``explain`` flags are never mixed.
+predictors are row-wise; ``tests/serve/test_batching.py`` compares them); requests for different
+models (a reload in between) or different ``explain`` flags are never mixed.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from leadscore.serve.decode import ScoreReq
 from leadscore.serve.payload import PayloadPolicy
-from leadscore.serve.scorer import LoadedModel, ScoreOutcome, score_requests
+from leadscore.serve.scorer import ScoreOutcome, ScoringModel
+
+Pending = tuple[ScoringModel, Any, bool, "asyncio.Future[LeadOutcome]"]
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,10 @@ class MicroBatcher:
         self.reasons_per_lead = reasons_per_lead
         self.on_outcome = on_outcome
         self.max_leads = max_leads
-        self._pending: list[tuple[LoadedModel, ScoreReq, bool, asyncio.Future[LeadOutcome]]] = []
+        self._pending: list[Pending] = []
         self._scheduled = False
 
-    async def score(self, model: LoadedModel, request: ScoreReq, explain: bool) -> LeadOutcome:
+    async def score(self, model: ScoringModel, request: Any, explain: bool) -> LeadOutcome:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[LeadOutcome] = loop.create_future()
         self._pending.append((model, request, explain, future))
@@ -60,9 +61,7 @@ class MicroBatcher:
     def _flush(self) -> None:
         self._scheduled = False
         pending, self._pending = self._pending, []
-        groups: dict[
-            tuple[int, bool], list[tuple[LoadedModel, ScoreReq, bool, asyncio.Future[LeadOutcome]]]
-        ] = {}
+        groups: dict[tuple[int, bool], list[Pending]] = {}
         for item in pending:
             if not item[3].done():  # a cancelled request (client gone) is not scored
                 groups.setdefault((id(item[0]), item[2]), []).append(item)
@@ -70,12 +69,10 @@ class MicroBatcher:
             for start in range(0, len(items), self.max_leads):
                 self._score(items[start : start + self.max_leads], explain)
 
-    def _score(
-        self, items: list[tuple[LoadedModel, ScoreReq, bool, asyncio.Future[LeadOutcome]]], explain: bool
-    ) -> None:
+    def _score(self, items: list[Pending], explain: bool) -> None:
         try:
-            outcome = score_requests(
-                items[0][0], [it[1] for it in items], self.policy, explain, self.reasons_per_lead, 1
+            outcome = items[0][0].score(
+                [it[1] for it in items], explain, self.reasons_per_lead, policy=self.policy
             )
         except Exception as exc:
             for *_, future in items:

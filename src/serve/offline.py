@@ -2,7 +2,7 @@
 
 Each lead becomes the same JSON payload the CRM would send to ``POST /v1/score`` (``payloads_from_tables``),
 is validated by the same request model (``TypeAdapter.validate_json``) and scored by the same
-``score_requests`` in chunks, so a file scored here and the same leads sent to the API give identical
+``PipelineModel.score`` in chunks, so a file scored here and the same leads sent to the API give identical
 numbers.
 
 Input (CSV or Parquet, one row per lead): the contract's lead columns (``lead_id``, ``created_at``,
@@ -42,9 +42,9 @@ from pydantic import ValidationError
 
 from leadscore.data.contract import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from leadscore.models.bundle import BundleError
-from leadscore.serve.decode import ScoreReq, parse_score
 from leadscore.serve.payload import PayloadPolicy
-from leadscore.serve.scorer import LoadedModel, load_model, score_requests
+from leadscore.serve.pipeline import PipelineModel
+from leadscore.serve.schemas import SCORE_ADAPTER, ScoreRequest
 
 CHUNK = 1000
 # The contract's lead and account columns (required, then optional) are what a file row may carry.
@@ -261,7 +261,7 @@ def _as_of_text(as_of: str | None) -> str | None:
 
 
 def score_payloads(
-    model: LoadedModel,
+    model: PipelineModel,
     payloads: Sequence[dict[str, Any]],
     explain: bool,
     policy: PayloadPolicy | None = None,
@@ -272,11 +272,11 @@ def score_payloads(
     policy = policy or PayloadPolicy()
     results: list[dict[str, Any]] = [{} for _ in payloads]
     for rows in _chunks(len(payloads), CHUNK):
-        requests: list[ScoreReq] = []
+        requests: list[ScoreRequest] = []
         indices: list[int] = []
         for i in rows:
             try:
-                requests.append(parse_score(orjson.dumps(payloads[i])))
+                requests.append(SCORE_ADAPTER.validate_json(orjson.dumps(payloads[i])))
                 indices.append(i)
             except ValidationError as exc:
                 results[i] = {
@@ -285,9 +285,7 @@ def score_payloads(
                         for e in exc.errors(include_url=False, include_input=False, include_context=False)
                     ]
                 }
-        outcome = score_requests(
-            model, requests, policy, explain, reasons_per_lead, now=now, indices=indices, loc_prefix=None
-        )
+        outcome = model.score(requests, explain, reasons_per_lead, positions=indices, policy=policy, now=now)
         for i, res in outcome.results.items():
             results[i] = res
         for i, errs in outcome.errors.items():
@@ -347,7 +345,7 @@ def score_file(
     fails validation is written with its ``error`` instead of stopping the run.
     """
     try:
-        model = load_model(Path(bundle_dir))
+        model = PipelineModel.load(Path(bundle_dir))
     except BundleError as exc:
         raise ValueError(f"cannot use the bundle in {bundle_dir}: {exc}") from exc
     now = time.time()

@@ -14,7 +14,7 @@ text as missing, and the e-mail domain comes from ``email`` only when ``email_do
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -24,7 +24,7 @@ import numpy as np
 
 from leadscore.data.contract import EVENT_TYPES, STAGES
 from leadscore.features.online import RAW_ATTRIBUTE_COLUMNS, EventArrays, StageArrays
-from leadscore.serve.decode import ScoreReq
+from leadscore.serve.schemas import ScoreRequest
 
 _EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE: Final = datetime(1970, 1, 1)
@@ -41,8 +41,10 @@ def epoch_seconds(dt: datetime) -> int:
 
 
 def iso_utc(seconds: int) -> str:
-    """``2025-06-01T00:00:00Z`` for epoch seconds."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+    """``2025-06-01T00:00:00Z`` for epoch seconds; the year always has four digits (``0999-...``), as
+    ISO-8601 asks (``strftime("%Y")`` does not pad years below 1000)."""
+    t = time.gmtime(seconds)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}Z"
 
 
 @dataclass(frozen=True)
@@ -81,51 +83,25 @@ class LeadArrays:
 
 
 @dataclass
-class OneLead:
-    """One checked lead as plain Python values (the scorer's one-lead path): epoch seconds, spec type
-    codes, normalised stage names, the raw attribute columns."""
-
-    lead_id: str
-    as_of: int
-    as_of_text: str
-    created_at: int
-    raw: dict[str, Any]
-    ev_ts: list[int]
-    ev_code: list[int]
-    st_ts: list[int]
-    st_stage: list[str]
-
-
-Ints = list[int] | np.ndarray
-
-
-def _ints(values: Ints) -> list[int]:
-    """Python ints (the one-lead path computes in plain Python, exactly like the array path)."""
-    return values.tolist() if isinstance(values, np.ndarray) else values
-
-
-@dataclass
 class Prepared:
     """The good leads (request positions ``positions``), ``errors`` by request position for the others,
     and the unknown event types met (name -> count; dropped when the policy is ``ignore``).
 
-    The good leads are kept as the flat lists ``prepare`` collects; ``arrays`` (the builder's input) is
-    made on first use, and ``one()`` hands a single lead over without making arrays at all.
+    The good leads are kept as the flat lists ``prepare`` collects; ``arrays`` is the builder's input.
     """
 
     positions: list[int]
     errors: dict[int, list[dict[str, Any]]]
     unknown_event_types: dict[str, int]
     lead_ids: list[str]
-    #: Integer columns are lists (``prepare``) or int64 arrays (``columnar.prepare_batch_text``).
-    as_of: Ints
-    created_at: Ints
+    as_of: list[int]
+    created_at: list[int]
     raw: dict[str, list[Any]]
-    ev_counts: Ints
-    ev_ts: Ints
-    ev_code: Ints
-    st_counts: Ints
-    st_ts: Ints
+    ev_counts: list[int]
+    ev_ts: list[int]
+    ev_code: list[int]
+    st_counts: list[int]
+    st_ts: list[int]
     st_stage: list[str]
 
     def __len__(self) -> int:
@@ -137,7 +113,7 @@ class Prepared:
         return LeadArrays(
             lead_ids=self.lead_ids,
             as_of=np.asarray(self.as_of, dtype=np.int64),
-            as_of_text=_iso_texts(_ints(self.as_of)),
+            as_of_text=_iso_texts(self.as_of),
             created_at=np.asarray(self.created_at, dtype=np.int64),
             raw={c: _object_array(v) for c, v in self.raw.items()},
             events=EventArrays(
@@ -150,49 +126,6 @@ class Prepared:
                 ts=np.asarray(self.st_ts, dtype=np.int64),
                 stage=_object_array(self.st_stage),
             ),
-        )
-
-    def one(self) -> OneLead:
-        """The only good lead (``len(self) == 1``)."""
-        if len(self.lead_ids) != 1:
-            raise ValueError(f"one() needs exactly one prepared lead, got {len(self.lead_ids)}")
-        as_of = _ints(self.as_of)[0]
-        return OneLead(
-            lead_id=self.lead_ids[0],
-            as_of=as_of,
-            as_of_text=iso_utc(as_of),
-            created_at=_ints(self.created_at)[0],
-            raw={c: v[0] for c, v in self.raw.items()},
-            ev_ts=_ints(self.ev_ts),
-            ev_code=_ints(self.ev_code),
-            st_ts=_ints(self.st_ts),
-            st_stage=self.st_stage,
-        )
-
-    def merge(self, other: Prepared) -> Prepared:
-        """Both sets of leads (distinct request positions) in one ``Prepared``; results are keyed by
-        position, so the order of the leads does not matter."""
-
-        def cat(a: Ints, b: Ints) -> np.ndarray:
-            return np.concatenate([np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)])
-
-        unknown = dict(self.unknown_event_types)
-        for name, count in other.unknown_event_types.items():
-            unknown[name] = unknown.get(name, 0) + count
-        return Prepared(
-            positions=self.positions + other.positions,
-            errors={**self.errors, **other.errors},
-            unknown_event_types=unknown,
-            lead_ids=self.lead_ids + other.lead_ids,
-            as_of=cat(self.as_of, other.as_of),
-            created_at=cat(self.created_at, other.created_at),
-            raw={c: list(v) + list(other.raw[c]) for c, v in self.raw.items()},
-            ev_counts=cat(self.ev_counts, other.ev_counts),
-            ev_ts=cat(self.ev_ts, other.ev_ts),
-            ev_code=cat(self.ev_code, other.ev_code),
-            st_counts=cat(self.st_counts, other.st_counts),
-            st_ts=cat(self.st_ts, other.st_ts),
-            st_stage=self.st_stage + other.st_stage,
         )
 
 
@@ -226,30 +159,27 @@ def _error(loc: tuple[Any, ...], msg: str, kind: str) -> dict[str, Any]:
 
 
 def prepare(
-    requests: Sequence[ScoreReq],
+    requests: Sequence[ScoreRequest],
     type_lookup: Mapping[str, int],
     policy: PayloadPolicy,
-    default_as_of: datetime | int | None = None,
+    default_as_of: datetime | None = None,
     now: float | None = None,
     loc_prefix: tuple[Any, ...] | None = None,
     indices: Sequence[int] | None = None,
-    seconds: Callable[[Any], int] | None = None,
 ) -> Prepared:
-    """Check every request against its ``as_of`` and the policy; return the arrays of the good ones.
+    """Check every validated request (``schemas.ScoreRequest``) against its ``as_of`` and the policy;
+    return the flat lists of the good ones.
 
     ``as_of`` of a lead: its own, else ``default_as_of``, else ``now`` (UTC, whole seconds); only in the
     last case timestamps up to ``clock_skew_seconds`` later are tolerated (they do not count: features
     use events strictly before ``as_of``). ``indices``: the request position of each element (default
     0..n-1), used in ``positions``/``errors`` and, after ``loc_prefix`` (a batch passes ``("leads",)``),
-    in error locations; without ``loc_prefix`` locations start at the lead's own fields. ``seconds``
-    reads a timestamp field as epoch seconds (default: ``epoch_seconds`` of a datetime; the columnar batch
-    path passes its already converted texts).
+    in error locations; without ``loc_prefix`` locations start at the lead's own fields.
     """
     now_s = int(time.time() if now is None else now)
-    default_s = epoch_seconds(default_as_of) if isinstance(default_as_of, datetime) else default_as_of
+    default_s = epoch_seconds(default_as_of) if default_as_of is not None else None
     reject_unknown = policy.unknown_event_types == "reject"
     lookup_get = type_lookup.get
-    to_s = seconds
 
     ids: list[str] = []
     as_of: list[int] = []
@@ -269,16 +199,15 @@ def prepare(
         pos = indices[k] if indices is not None else k
         prefix: tuple[Any, ...] = () if loc_prefix is None else (*loc_prefix, pos)
         errs: list[dict[str, Any]] = []
-        lead = req.lead
-        own_as_of = req.as_of
+        lead = req["lead"]
+        own_as_of = req.get("as_of")
         if own_as_of is not None:
-            t_as_of = epoch_seconds(own_as_of) if to_s is None else to_s(own_as_of)
-            limit = t_as_of
+            t_as_of = limit = epoch_seconds(own_as_of)
         elif default_s is not None:
             t_as_of = limit = default_s
         else:
             t_as_of, limit = now_s, now_s + policy.clock_skew_seconds
-        t_created = epoch_seconds(lead.created_at) if to_s is None else to_s(lead.created_at)
+        t_created = epoch_seconds(lead["created_at"])
         if t_created > limit:
             errs.append(
                 _error(
@@ -288,7 +217,7 @@ def prepare(
                 )
             )
 
-        events = req.events
+        events = req.get("events") or ()
         if len(events) > policy.max_events_per_lead:
             errs.append(
                 _error(
@@ -301,15 +230,14 @@ def prepare(
             e_code: list[int] = []
         else:
             # epoch_seconds inlined: this line runs once per event of the request
-            e_ts = (
-                [(e.ts - (_EPOCH_NAIVE if e.ts.tzinfo is None else _EPOCH_UTC)) // _SECOND for e in events]
-                if to_s is None
-                else [to_s(e.ts) for e in events]
-            )
-            e_code = [lookup_get(e.event_type, UNKNOWN_TYPE) for e in events]
+            e_ts = [
+                (e["ts"] - (_EPOCH_NAIVE if e["ts"].tzinfo is None else _EPOCH_UTC)) // _SECOND
+                for e in events
+            ]
+            e_code = [lookup_get(e["event_type"], UNKNOWN_TYPE) for e in events]
             if UNKNOWN_TYPE in e_code:  # not an exact name: try the normalised one (as the loader does)
                 e_code = [
-                    c if c != UNKNOWN_TYPE else lookup_get(e.event_type.strip().lower(), UNKNOWN_TYPE)
+                    c if c != UNKNOWN_TYPE else lookup_get(e["event_type"].strip().lower(), UNKNOWN_TYPE)
                     for c, e in zip(e_code, events, strict=True)
                 ]
             if e_ts and max(e_ts) > limit:
@@ -325,14 +253,14 @@ def prepare(
             bad = [j for j, c in enumerate(e_code) if c == UNKNOWN_TYPE] if UNKNOWN_TYPE in e_code else []
             if bad:
                 for j in bad:
-                    name = events[j].event_type.strip().lower()
+                    name = events[j]["event_type"].strip().lower()
                     unknown[name] = unknown.get(name, 0) + 1
                 if reject_unknown:
                     for j in bad[:MAX_ERRORS_PER_LEAD]:
                         errs.append(
                             _error(
                                 (*prefix, "events", j, "event_type"),
-                                f"unknown event type {events[j].event_type!r}; known: "
+                                f"unknown event type {events[j]['event_type']!r}; known: "
                                 + ", ".join(EVENT_TYPES),
                                 "unknown_event_type",
                             )
@@ -343,7 +271,7 @@ def prepare(
                     e_ts = [e_ts[j] for j in keep]
                     e_code = [e_code[j] for j in keep]
 
-        stages = req.stage_history
+        stages = req.get("stage_history") or ()
         if len(stages) > policy.max_stage_rows_per_lead:
             errs.append(
                 _error(
@@ -355,8 +283,8 @@ def prepare(
             s_ts: list[int] = []
             s_stage: list[str] = []
         else:
-            s_ts = [epoch_seconds(s.ts) if to_s is None else to_s(s.ts) for s in stages]
-            s_stage = [s.stage.strip().lower() for s in stages]
+            s_ts = [epoch_seconds(s["ts"]) for s in stages]
+            s_stage = [s["stage"].strip().lower() for s in stages]
             for j, (t, name) in enumerate(zip(s_ts, s_stage, strict=True)):
                 if len(errs) >= MAX_ERRORS_PER_LEAD:
                     break
@@ -364,7 +292,7 @@ def prepare(
                     errs.append(
                         _error(
                             (*prefix, "stage_history", j, "stage"),
-                            f"unknown stage {stages[j].stage!r}; known: {', '.join(STAGES)}",
+                            f"unknown stage {stages[j]['stage']!r}; known: {', '.join(STAGES)}",
                             "unknown_stage",
                         )
                     )
@@ -381,24 +309,25 @@ def prepare(
             errors[pos] = errs[:MAX_ERRORS_PER_LEAD]
             continue
         positions.append(pos)
-        ids.append(lead.lead_id)
+        ids.append(lead["lead_id"])
         as_of.append(t_as_of)
         created.append(t_created)
-        cols["job_title"].append(_text(lead.job_title))
-        cols["seniority"].append(_text(lead.seniority))
-        cols["department"].append(_text(lead.department))
-        cols["country"].append(_text(lead.country))
-        cols["lead_source"].append(_text(lead.lead_source))
-        cols["email_domain"].append(_domain(lead.email, lead.email_domain))
-        acc = req.account
+        get = lead.get
+        cols["job_title"].append(_text(get("job_title")))
+        cols["seniority"].append(_text(get("seniority")))
+        cols["department"].append(_text(get("department")))
+        cols["country"].append(_text(get("country")))
+        cols["lead_source"].append(_text(get("lead_source")))
+        cols["email_domain"].append(_domain(get("email"), get("email_domain")))
+        acc = req.get("account")
         if acc is None:
             for c in ("_industry", "employees", "annual_revenue", "tech_stack"):
                 cols[c].append(None)
         else:
-            cols["_industry"].append(_text(acc.industry))
-            cols["employees"].append(acc.employees)
-            cols["annual_revenue"].append(acc.annual_revenue)
-            cols["tech_stack"].append(_tech_stack(acc.tech_stack))
+            cols["_industry"].append(_text(acc.get("industry")))
+            cols["employees"].append(acc.get("employees"))
+            cols["annual_revenue"].append(acc.get("annual_revenue"))
+            cols["tech_stack"].append(_tech_stack(acc.get("tech_stack")))
         ev_counts.append(len(e_ts))
         ev_ts.extend(e_ts)
         ev_code.extend(e_code)

@@ -63,15 +63,6 @@ class SingleRowPredictor:
             _safe_call(self._predict(self._config, self._row_ptr, self._n_out_ref, self._out_ptr))
             return self._out.copy()
 
-    def value(self, row: np.ndarray) -> float:
-        """The one output of a ``normal`` predictor for one row, as a float (no array made)."""
-        if row.shape != self._row.shape:
-            raise ValueError(f"expected {self.ncol} features, got shape {row.shape}")
-        with self._lock:
-            self._row[:] = row
-            _safe_call(self._predict(self._config, self._row_ptr, self._n_out_ref, self._out_ptr))
-            return float(self._out[0])
-
     def __del__(self) -> None:
         config = getattr(self, "_config", None)
         if config is not None and config.value:

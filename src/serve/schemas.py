@@ -1,10 +1,8 @@
 """Request and response models of the scoring API (pydantic 2), and the example a CRM integrator copies.
 
-These request models are the contract and its authority: the API first decodes a body with the msgspec
-structs of ``leadscore.serve.decode`` (faster, never looser; see there), and whatever msgspec refuses is
-validated here, which gives the field-level 422 errors. They are strict where a silent coercion would
-change a score: timestamps must
-be ISO-8601 strings (an epoch number is ambiguous: seconds or milliseconds?), numbers must be finite
+These request models are the contract: every body is validated here (``validate_json``), which gives
+the field-level 422 errors. They are strict where a silent coercion would change a score: timestamps
+must be ISO-8601 strings (an epoch number is ambiguous: seconds or milliseconds?), numbers must be finite
 JSON numbers, unknown fields are errors in the lead and the account (a misspelt ``employes`` would
 otherwise be scored as missing). Naive timestamps are UTC; offsets are converted. Checks that need
 ``as_of`` or the server settings (timestamps after ``as_of``, unknown event types, per-lead limits) run
@@ -215,10 +213,37 @@ class BatchResponse(BaseModel):
 
 class ReloadResponse(BaseModel):
     reloaded: bool
-    model_version: str
-    bundle_checksum: str
+    model_version: str | None
+    bundle_checksum: str | None
     previous_checksum: str | None = None
     error: str | None = None
+
+
+# ---- a flat bundle's request (``leadscore train-table``): one row of the export ------------------------
+
+Scalar = Annotated[str, Field(max_length=4096)] | int | float | bool | None
+
+
+@with_config(ConfigDict(extra="forbid", allow_inf_nan=False))
+class FlatRow(TypedDict):
+    """One lead as a row of the export: column name → value (the export's headers or normalised names)."""
+
+    lead_id: Annotated[str, Field(min_length=1, max_length=256)]
+    attributes: Annotated[
+        dict[Annotated[str, Field(max_length=256)], Scalar],
+        Field(max_length=2000, examples=[{"Company Size": "51-200", "Lead Source": "Webinar", "Visits": 12}]),
+    ]
+    as_of: NotRequired[
+        Annotated[Timestamp | None, Field(description="Echoed back (a flat row has no history to cut).")]
+    ]
+
+
+@with_config(ConfigDict(extra="forbid", allow_inf_nan=False))
+class FlatBatch(TypedDict):
+    """Up to ``LEADSCORE_MAX_BATCH`` rows."""
+
+    leads: Annotated[list[FlatRow], Field(min_length=1)]
+    as_of: NotRequired[Timestamp | None]
 
 
 SCORE_ADAPTER: TypeAdapter[ScoreRequest] = TypeAdapter(ScoreRequest)

@@ -59,15 +59,9 @@ class ServeSettings(BaseSettings):
     #: Batch bodies of at least this many bytes are decoded and scored on a worker thread so one large
     #: batch does not hold up health checks and single-lead calls; smaller ones run on the event loop.
     offload_min_bytes: int = Field(65_536, ge=0)
-    #: Keep memory freed by a request for the next one (glibc mmap/trim thresholds; ``serve.memory``):
-    #: ~12 % faster large batches, at the price of the process keeping its peak memory.
-    keep_freed_memory: bool = True
     #: Score concurrent single-lead requests together (one feature build per event-loop turn); see
     #: ``leadscore.serve.batching``. Results are identical either way.
     micro_batching: bool = True
-    #: Serve POST /v1/score and /v1/score/batch from a plain ASGI dispatcher (``ScoringFastPath``) that
-    #: skips FastAPI's route matching and dependency resolution; same checks, same responses.
-    fast_routes: bool = True
     #: Threads for one batch's trees (compiled or LightGBM) and SHAP; single rows always use one. Two
     #: nearly halve a batch's predict time on a 2-core machine (benchmarks/serve_bench.py); with several
     #: workers, lower it.
@@ -75,8 +69,18 @@ class ServeSettings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     #: uvicorn's per-request access log (request counts and latency are in /metrics either way).
     access_log: bool = False
-    #: On SIGTERM, in-flight requests get this long to finish before connections are closed.
+    #: On SIGTERM the server first drains for this long: ``/ready`` answers 503 (load balancers stop
+    #: sending), requests are still served and every response closes its connection.
+    drain_seconds: float = Field(3.0, ge=0, le=300)
+    #: Then it stops accepting; requests already received get this long to finish.
     graceful_shutdown_seconds: int = Field(30, ge=0)
+    #: A client must send its request head, and each part of its body, within this many seconds, or the
+    #: connection is closed (head) / answered 408 (body): slow or half-sent requests cannot pile up.
+    read_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    #: Open connections per worker; beyond it new requests get 503 at once (uvicorn's limit_concurrency).
+    max_connections: int = Field(512, ge=1)
+    #: An idle keep-alive connection is closed after this many seconds.
+    keep_alive_seconds: float = Field(5.0, gt=0, le=600)
 
     @model_validator(mode="after")
     def _safe(self) -> ServeSettings:

@@ -1,0 +1,223 @@
+"""A pipeline bundle as a scoring model: payloads → checks → online features → LightGBM → response rows.
+
+``PipelineModel`` is built once per bundle (at startup or reload, off the request path): the online
+feature builder, reason templates, the stage table, LightGBM single-row predictors (proved equal to
+``Booster.predict`` at load), the ``/v1/model`` document. ``score`` is the only scoring code: one lead
+or a thousand go through the same ``payload.prepare``, one vectorised feature build, one predict per
+target and SHAP only when asked, and the API, the micro-batcher and ``leadscore score`` all call it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from pydantic import TypeAdapter
+
+from leadscore.features.online import OnlineFeatureBuilder
+from leadscore.models.bundle import Bundle, BundleError, load_bundle
+from leadscore.models.chain import chain_consistent
+from leadscore.models.reasons import ReasonBuilder
+from leadscore.serve.payload import LeadArrays, PayloadPolicy, event_type_lookup, prepare
+from leadscore.serve.predict import PREDICT_CONTRIB, PREDICT_NORMAL, SingleRowPredictor, check_row_predictor
+from leadscore.serve.schemas import BATCH_ADAPTER, SCORE_ADAPTER
+from leadscore.serve.scorer import ScoreOutcome, StageTable, response_rows
+
+log = logging.getLogger("leadscore.serve")
+
+#: Requests of up to this many leads are predicted row by row through LightGBM's single-row predictor
+#: (``Booster.predict`` costs ~100 µs of Python per call, more than the trees of a few rows).
+FAST_ROWS = 32
+
+
+def chain_of(bundle: Bundle) -> tuple[str | None, tuple[str, ...]]:
+    """(upper target, targets capped at it) from the bundle's metadata ``chain``."""
+    chain = bundle.metadata.get("chain") or {}
+    if not isinstance(chain, dict):
+        raise BundleError("metadata.json `chain` must be an object")
+    upper = chain.get("upper")
+    capped = tuple(t for t in chain.get("capped") or () if t in bundle.boosters and t != upper)
+    if upper is not None and upper not in bundle.boosters:
+        raise BundleError(f"metadata chain.upper {upper!r} is not a model of the bundle {bundle.targets}")
+    return upper, capped
+
+
+def apply_chain(
+    probs: dict[str, np.ndarray], stage_rank: np.ndarray, chain: tuple[str | None, tuple[str, ...]]
+) -> dict[str, np.ndarray]:
+    """Cap each capped target at the upper target for pre-SQL leads, exactly as the pipeline's
+    predictions do (``models.train.apply_chain`` → ``models.chain.chain_consistent``)."""
+    upper, capped = chain
+    if upper is None:
+        return probs
+    out = dict(probs)
+    rank = np.asarray(stage_rank, dtype=np.float64)
+    for target in capped:
+        both, _ = chain_consistent(
+            {"sql": probs[upper], "lower": probs[target]}, rank, upper="sql", lower="lower"
+        )
+        out[target] = both["lower"]
+    return out
+
+
+def _mtime(bundle: Bundle) -> str:
+    stamp = max((bundle.path / f"model_{t}.txt").stat().st_mtime for t in bundle.targets)
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
+
+
+class PipelineModel:
+    """A verified pipeline bundle plus all per-bundle precomputation (``ScoringModel``)."""
+
+    kind = "pipeline"
+    lead_adapter: TypeAdapter[Any] = SCORE_ADAPTER
+    batch_adapter: TypeAdapter[Any] = BATCH_ADAPTER
+
+    def __init__(self, bundle: Bundle) -> None:
+        spec = bundle.spec
+        self.bundle = bundle
+        self.version, self.checksum, self.targets = bundle.version, bundle.checksum, bundle.targets
+        try:
+            self.reasons = ReasonBuilder(spec, bundle.baseline)
+        except KeyError as exc:
+            raise BundleError(f"cannot explain this bundle's features: {exc}") from exc
+        self.table = StageTable.from_thresholds(bundle.thresholds, bundle.targets)
+        self.chain = chain_of(bundle)
+        self.builder = OnlineFeatureBuilder(spec, bundle.baseline)
+        self.type_lookup = event_type_lookup(spec.event_types)
+        self.row_predict: dict[str, SingleRowPredictor] = {}
+        self.row_contrib: SingleRowPredictor | None = None
+        self._attach_row_predictors()
+        info = {
+            "kind": self.kind,
+            "model_version": bundle.version,
+            "bundle_checksum": bundle.checksum,
+            "created_at": bundle.manifest.get("created_at"),
+            # The bundle holds no wall-clock time (reruns are byte-identical); without created_at, the
+            # model files' modification time says when this copy was trained.
+            "trained_at": bundle.metadata.get("trained_at")
+            or bundle.manifest.get("created_at")
+            or _mtime(bundle),
+            "data_cutoff": bundle.metadata.get("data_cutoff"),
+            "targets": bundle.metadata.get("target_info") or {t: {} for t in bundle.targets},
+            "thresholds": bundle.thresholds,
+            "reasons_from": self.table.target,
+            "metrics": bundle.metrics,
+            "features": [
+                {"name": f, "label": self.reasons.label(f), "categorical": f in spec.categorical}
+                for f in spec.model_features
+            ],
+            "versions": bundle.metadata.get("versions", {}),
+        }
+        self.info_json = orjson.dumps(info, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    @classmethod
+    def load(cls, bundle_dir: Path) -> PipelineModel:
+        """Verify and load a pipeline bundle folder; raises ``BundleError``."""
+        return cls(load_bundle(Path(bundle_dir)))
+
+    def _attach_row_predictors(self) -> None:
+        """Set up the single-row predictors and prove them equal to ``Booster.predict`` on probe rows;
+        without them every request goes through ``Booster.predict`` (same numbers, slower)."""
+        boosters = self.bundle.boosters
+        ncol = len(self.bundle.encoder.feature_names_)
+        rng = np.random.default_rng(0)
+        probes = np.vstack([np.full(ncol, np.nan), np.zeros(ncol), rng.uniform(0, 50, size=(3, ncol))])
+        try:
+            rows = {t: SingleRowPredictor(b, PREDICT_NORMAL, ncol) for t, b in boosters.items()}
+            contrib = SingleRowPredictor(boosters[self.table.target], PREDICT_CONTRIB, ncol)
+            ok = all(check_row_predictor(p, boosters[t], probes, contrib=False) for t, p in rows.items())
+            ok = ok and check_row_predictor(contrib, boosters[self.table.target], probes, True)
+        except Exception as exc:
+            log.warning("LightGBM single-row predictor unavailable (%s); using Booster.predict", exc)
+            return
+        if ok:
+            self.row_predict, self.row_contrib = rows, contrib
+        else:
+            log.warning("LightGBM single-row predictor disagrees with Booster.predict; not used")
+
+    # -- model inputs ------------------------------------------------------------------------------
+
+    def predict(self, matrix: np.ndarray, num_threads: int = 1) -> dict[str, np.ndarray]:
+        """Calibrated probability per target for an encoded matrix."""
+        b = self.bundle
+        if len(matrix) <= FAST_ROWS and self.row_predict:
+            return {
+                t: b.calibrators[t].transform(np.concatenate([self.row_predict[t](row) for row in matrix]))
+                for t in b.boosters
+            }
+        return b.predict(matrix, num_threads=num_threads)
+
+    def contributions(self, matrix: np.ndarray, num_threads: int = 1) -> np.ndarray:
+        """SHAP contributions (n, n_features + 1) of the thresholds target's model, in log-odds."""
+        if len(matrix) <= FAST_ROWS and self.row_contrib is not None:
+            return np.vstack([self.row_contrib(row) for row in matrix])
+        booster = self.bundle.boosters[self.table.target]
+        return np.asarray(booster.predict(matrix, pred_contrib=True, num_threads=num_threads))
+
+    # -- scoring -----------------------------------------------------------------------------------
+
+    def score_arrays(
+        self,
+        arrays: LeadArrays,
+        explain: bool,
+        reasons_per_lead: int = 3,
+        num_threads: int = 1,
+        positions: Sequence[int] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Response rows of prepared leads: one feature build, one predict per target, SHAP on demand."""
+        if len(arrays) == 0:
+            return []
+        cols = self.builder.build(
+            arrays.as_of, arrays.created_at, arrays.raw, arrays.events, arrays.stages, with_rule=False
+        )
+        matrix = self.bundle.encoder.transform(cols)
+        probs = apply_chain(self.predict(matrix, num_threads), cols["stage_rank"], self.chain)
+        reasons = None
+        if explain:
+            reasons = self.reasons.top_reasons(
+                self.contributions(matrix, num_threads), cols, reasons_per_lead
+            )
+        return response_rows(self, self.table, arrays.lead_ids, arrays.as_of_text, probs, reasons, positions)
+
+    def score(
+        self,
+        requests: Sequence[Any],
+        explain: bool,
+        reasons_per_lead: int = 3,
+        *,
+        default_as_of: datetime | None = None,
+        positions: Sequence[int] | None = None,
+        loc_prefix: tuple[Any, ...] | None = None,
+        num_threads: int = 1,
+        batch_rows: bool = False,
+        policy: PayloadPolicy | None = None,
+        now: float | None = None,
+    ) -> ScoreOutcome:
+        """Check, build and score validated requests (``schemas.ScoreRequest``); per-lead errors never
+        fail the others. ``batch_rows``: results are the batch response's rows."""
+        prepared = prepare(
+            requests,
+            self.type_lookup,
+            policy or PayloadPolicy(),
+            default_as_of=default_as_of,
+            now=now,
+            loc_prefix=loc_prefix,
+            indices=positions,
+        )
+        rows = self.score_arrays(
+            prepared.arrays,
+            explain,
+            reasons_per_lead,
+            num_threads,
+            prepared.positions if batch_rows else None,
+        )
+        return ScoreOutcome(
+            results=dict(zip(prepared.positions, rows, strict=True)),
+            errors=prepared.errors,
+            unknown_event_types=prepared.unknown_event_types,
+        )
