@@ -256,17 +256,17 @@ def stage_costs(
     bundle: Path, singles: list[dict], batch: list[dict], repeat: int = 5
 ) -> list[tuple[str, float, float]]:
     """In-process cost of each scoring stage (best of ``repeat``): µs per single lead (mean over the
-    single payloads, through the one-lead path the API uses) and ms per batch (the columnar path, with the
-    server's default predict threads). Explains where the server's time goes; not part of the targets."""
+    single payloads) and ms per batch of 1,000, with the server's default predict threads. Explains where
+    the server's time goes; not part of the targets."""
     import time as _t
 
-    from leadscore.serve.columnar import prepare_batch_text
-    from leadscore.serve.decode import decode_batch_text, parse_score
     from leadscore.serve.payload import PayloadPolicy, prepare
-    from leadscore.serve.scorer import load_model, score_prepared, score_requests
+    from leadscore.serve.pipeline import PipelineModel, apply_chain
+    from leadscore.serve.schemas import BATCH_ADAPTER, SCORE_ADAPTER
     from leadscore.serve.settings import ServeSettings
 
-    model, policy = load_model(bundle), PayloadPolicy()
+    model, policy = PipelineModel.load(bundle), PayloadPolicy()
+    threads = ServeSettings.model_fields["predict_threads"].get_default(call_default_factory=True)
 
     def best(fn: Any, items: list[Any]) -> float:
         times = []
@@ -277,88 +277,85 @@ def stage_costs(
             times.append((_t.perf_counter() - t0) / len(items))
         return min(times)
 
-    rows = []
     single_bodies = [orjson.dumps(p) for p in singles[:200]]
     batch_body = [orjson.dumps({"leads": batch})]
-    reqs = [parse_score(b) for b in single_bodies]
-    breq = [decode_batch_text(batch_body[0])]
-    ones = [prepare([r], model.type_lookup, policy).one() for r in reqs]
-
-    def prepare_batch(t: Any) -> Any:
-        return prepare_batch_text(t, model.type_lookup, policy, memo=model.builder.memo_)
-
-    barr = [prepare_batch(breq[0]).arrays]
-    b = model.bundle
-
-    def build_one(o: Any) -> Any:
-        return model.builder.build_one(o.as_of, o.created_at, o.raw, o.ev_ts, o.ev_code, o.st_ts, o.st_stage)
+    reqs = [SCORE_ADAPTER.validate_json(b) for b in single_bodies]
+    breq = [BATCH_ADAPTER.validate_json(batch_body[0])["leads"]]
+    arrays = [prepare([r], model.type_lookup, policy).arrays for r in reqs]
+    barr = [prepare(breq[0], model.type_lookup, policy).arrays]
 
     def build(a: Any) -> Any:
         return model.builder.build(a.as_of, a.created_at, a.raw, a.events, a.stages, with_rule=False)
 
-    def predict_one(row: np.ndarray) -> Any:
-        if model.forests:  # the compiled trees, as _score_one uses them
-            return {t: b.calibrators[t].transform_one(f.predict_one(row)) for t, f in model.forests.items()}
-        return {t: b.calibrators[t].transform_one(p.value(row)) for t, p in model.row_predict.items()}
-
-    threads = ServeSettings.model_fields["predict_threads"].get_default(call_default_factory=True)
-
-    def predict_batch(m: np.ndarray) -> Any:
-        return model.predict(m, threads)
-
-    def contrib_batch(m: np.ndarray) -> Any:
-        return model.contributions(m, threads)
-
-    vals, bcols = [build_one(o) for o in ones], [build(barr[0])]
-    rows_1, bmats = [b.encoder.transform_one(v) for v in vals], [model.encode(bcols[0])]
-    assert model.row_contrib is not None
-    contribs = [model.row_contrib(r).tolist() for r in rows_1]
-    bcontribs = [model.contributions(bmats[0])]
+    cols, bcols = [build(a) for a in arrays], [build(barr[0])]
+    mats, bmats = (
+        [model.bundle.encoder.transform(c) for c in cols],
+        [model.bundle.encoder.transform(bcols[0])],
+    )
+    contribs = [model.contributions(m) for m in mats]
+    bcontribs = [model.contributions(bmats[0], threads)]
     k = 3
     stages = [
         (
-            "parse + validate JSON (parse_score / decode_batch_text)",
-            parse_score,
+            "parse + validate JSON (pydantic validate_json)",
+            SCORE_ADAPTER.validate_json,
             single_bodies,
-            decode_batch_text,
+            BATCH_ADAPTER.validate_json,
             batch_body,
         ),
         (
-            "checks → lists / arrays (payload.prepare / columnar.prepare_batch_text)",
-            lambda r: prepare([r], model.type_lookup, policy),
+            "checks → arrays (payload.prepare)",
+            lambda r: prepare([r], model.type_lookup, policy).arrays,
             reqs,
-            lambda t: prepare_batch(t).arrays,
+            lambda ls: prepare(ls, model.type_lookup, policy).arrays,
             breq,
         ),
-        ("feature build (build_one / build)", build_one, ones, build, barr),
-        ("encode", b.encoder.transform_one, vals, model.encode, bcols),
-        ("predict + calibrate (all targets)", predict_one, rows_1, predict_batch, bmats),
-        ("TreeSHAP (reasons target)", model.row_contrib, rows_1, contrib_batch, bmats),
+        ("feature build (OnlineFeatureBuilder.build)", build, arrays, build, barr),
+        ("encode", model.bundle.encoder.transform, cols, model.bundle.encoder.transform, bcols),
+        (
+            "predict + calibrate (all targets)",
+            model.predict,
+            mats,
+            lambda m: model.predict(m, threads),
+            bmats,
+        ),
+        (
+            "TreeSHAP (reasons target)",
+            model.contributions,
+            mats,
+            lambda m: model.contributions(m, threads),
+            bmats,
+        ),
         (
             "reason sentences (models.reasons)",
-            lambda i: model.reasons.top_reasons_one(contribs[i], vals[i], k),
-            list(range(len(vals))),
+            lambda i: model.reasons.top_reasons(contribs[i], cols[i], k),
+            list(range(len(cols))),
             lambda i: model.reasons.top_reasons(bcontribs[0], bcols[0], k),
             [0],
         ),
         (
-            "checks..response dicts, without reasons",
-            lambda r: score_requests(model, [r], policy, False),
+            "chain (pipeline.apply_chain)",
+            lambda i: apply_chain(model.predict(mats[i]), cols[i]["stage_rank"], model.chain),
+            list(range(len(cols))),
+            lambda i: None,
+            [0],
+        ),
+        (
+            "validated → response dicts, without reasons",
+            lambda r: model.score([r], False, policy=policy),
             reqs,
-            lambda t: score_prepared(model, prepare_batch(t), False, num_threads=threads, batch_rows=True),
+            lambda ls: model.score(ls, False, num_threads=threads, batch_rows=True, policy=policy),
             breq,
         ),
         (
-            "checks..response dicts, with reasons",
-            lambda r: score_requests(model, [r], policy, True),
+            "validated → response dicts, with reasons",
+            lambda r: model.score([r], True, policy=policy),
             reqs,
-            lambda t: score_prepared(model, prepare_batch(t), True, num_threads=threads, batch_rows=True),
+            lambda ls: model.score(ls, True, num_threads=threads, batch_rows=True, policy=policy),
             breq,
         ),
     ]
-    for name, f1, items1, fb, itemsb in stages:
-        rows.append((name, best(f1, items1) * 1e6, best(fb, itemsb) * 1e3))
-    return rows
+    return [(name, best(f1, i1) * 1e6, best(fb, ib) * 1e3) for name, f1, i1, fb, ib in stages]
 
 
 # ---- the run ---------------------------------------------------------------------------------------------

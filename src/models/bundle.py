@@ -107,28 +107,67 @@ def write_bundle(out_dir: Path, files: dict[str, str | bytes], created_at: str |
         raise
 
 
+def _plain_name(name: object) -> bool:
+    """A manifest entry must be a plain file name inside the bundle folder: no folders, no ``..``, no
+    absolute paths, no hidden or control characters."""
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= 255
+        and name not in (".", "..", MANIFEST)
+        and not name.startswith(".")
+        and not any(c in name for c in "/\\:\0")
+        and name.isprintable()
+    )
+
+
+def _inside(bundle_dir: Path, name: str) -> Path:
+    """``bundle_dir / name`` when it is a regular file (not a symlink) resolving inside the folder."""
+    path = bundle_dir / name
+    if path.is_symlink():
+        raise BundleError(f"bundle file {name} is a symbolic link; refusing the bundle")
+    if not path.is_file():
+        raise BundleError(f"bundle file missing: {name}")
+    if path.resolve().parent != bundle_dir.resolve():
+        raise BundleError(f"bundle file {name} resolves outside the bundle folder; refusing the bundle")
+    return path
+
+
 def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
-    """Check the manifest and every file's SHA-256; return the manifest or raise ``BundleError``."""
+    """Check the manifest and every file's SHA-256; return the manifest or raise ``BundleError``.
+
+    The manifest must be UTF-8 JSON of the bundle format whose ``files`` map plain file names (inside the
+    folder: no paths, no symlinks) to SHA-256 digests; no other file may sit in the folder.
+    """
     bundle_dir = Path(bundle_dir)
     manifest_path = bundle_dir / MANIFEST
+    if manifest_path.is_symlink():
+        raise BundleError(f"{MANIFEST} is a symbolic link; refusing the bundle")
     if not manifest_path.is_file():
         raise BundleError(f"no {MANIFEST} in {bundle_dir}: not a leadscore bundle (run `dvc repro`)")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{manifest_path} is not valid JSON: {exc}") from exc
+        manifest = json.loads(manifest_path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise BundleError(f"{MANIFEST} is not valid UTF-8 JSON: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{MANIFEST} must be a JSON object")
     if manifest.get("format") != FORMAT:
-        raise BundleError(f"unknown bundle format {manifest.get('format')!r} (expected {FORMAT})")
-    files: dict[str, str] = manifest.get("files") or {}
-    present = {p.name for p in bundle_dir.iterdir() if p.is_file()} - {MANIFEST}
+        raise BundleError(f"unknown bundle format {str(manifest.get('format'))[:40]!r} (expected {FORMAT})")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise BundleError(f"{MANIFEST} `files` must map file names to SHA-256 digests")
+    for name, digest in files.items():
+        if not _plain_name(name):
+            raise BundleError(f"manifest entry {str(name)[:80]!r} is not a plain file name in the bundle")
+        if not (
+            isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
+        ):
+            raise BundleError(f"manifest checksum of {name} is not a SHA-256 hex digest")
+    present = {p.name for p in bundle_dir.iterdir()} - {MANIFEST}
     extra = sorted(present - set(files))
     if extra:
-        raise BundleError(f"files not listed in the manifest: {extra}; refusing the bundle")
+        raise BundleError(f"files not listed in the manifest: {extra[:10]}; refusing the bundle")
     for name, expected in files.items():
-        path = bundle_dir / name
-        if not path.is_file():
-            raise BundleError(f"bundle file missing: {name}")
-        actual = sha256_file(path)
+        actual = sha256_file(_inside(bundle_dir, name))
         if actual != expected:
             raise BundleError(f"checksum mismatch for {name}: manifest {expected[:12]}…, file {actual[:12]}…")
     if bundle_checksum(files) != manifest.get("bundle_checksum"):
@@ -170,11 +209,15 @@ class Bundle:
         }
 
 
-def _read_json(bundle_dir: Path, name: str) -> Any:
+def _read_json(bundle_dir: Path, name: str, kind: type = dict) -> Any:
+    """A verified bundle file's JSON, which must be a ``kind`` (an object by default)."""
     try:
-        return json.loads((bundle_dir / name).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads((bundle_dir / name).read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
         raise BundleError(f"cannot read {name}: {exc}") from exc
+    if not isinstance(data, kind):
+        raise BundleError(f"{name} must be a JSON {'object' if kind is dict else kind.__name__}")
+    return data
 
 
 def load_bundle(bundle_dir: Path) -> Bundle:
@@ -191,14 +234,16 @@ def load_bundle(bundle_dir: Path) -> Bundle:
         encoder = MatrixEncoder(spec, spec_json["categories"])
         boosters, calibrators = {}, {}
         for target in metadata["targets"]:
-            boosters[target] = lgb.Booster(model_str=(bundle_dir / f"model_{target}.txt").read_text())
+            if not isinstance(target, str) or not _plain_name(f"model_{target}.txt"):
+                raise BundleError(f"metadata.json target {str(target)[:40]!r} is not a plain name")
+            boosters[target] = lgb.Booster(model_str=(bundle_dir / f"model_{target}.txt").read_text("utf-8"))
             calibrators[target] = Calibrator.from_json(_read_json(bundle_dir, f"calibrator_{target}.json"))
             if boosters[target].num_feature() != len(spec.model_features):
                 raise BundleError(f"model_{target}.txt expects {boosters[target].num_feature()} features")
     except BundleError:
         raise
-    except (KeyError, ValueError, lgb.basic.LightGBMError) as exc:
-        raise BundleError(f"bundle content is invalid: {exc}") from exc
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, lgb.basic.LightGBMError) as exc:
+        raise BundleError(f"bundle content is invalid: {type(exc).__name__}: {exc}") from exc
     return Bundle(
         path=bundle_dir,
         checksum=manifest["bundle_checksum"],

@@ -198,6 +198,8 @@ class FlatResult:
     split: FlatSplit
     train_summary: dict[str, Any]
     source: str
+    #: stage rules and score cut points for serving (``flat_thresholds``); None in older results
+    thresholds: dict[str, Any] | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -255,7 +257,60 @@ def train_flat(raw: pd.DataFrame, target: str, params: Params, source: str = "ex
         "bounds": sp.bounds,
     }
     metrics = round_floats({prepared.target: entry})
-    return FlatResult(spec, model_text, calibrator, metrics, result, prepared, sp, summary, source)
+    served = flat_thresholds(calibrator.transform(raw_cal), y[cal], prepared.target, params, sp.bounds)
+    return FlatResult(spec, model_text, calibrator, metrics, result, prepared, sp, summary, source, served)
+
+
+# --- serving: stages and score cut points ---------------------------------------------------------------
+
+
+def flat_thresholds(
+    p: np.ndarray, y: np.ndarray, target: str, params: Params, bounds: dict[str, list[str]]
+) -> dict[str, Any]:
+    """The flat bundle's thresholds.json, resolved on the calibration rows (calibrated ``p``, outcome
+    ``y``): ``params.thresholds.stages`` in order, a fixed ``probability`` as given, a rate goal
+    (``min_precision`` / ``target_conversion``) as the lowest threshold whose flagged rows (at least 10)
+    convert at that rate, ``capacity_per_week`` as the threshold flagging that many calibration rows per
+    week of the calibration dates (time split only). A goal that cannot be resolved leaves its stage out,
+    with a note; thresholds never rise from one stage to the next. Plus the score cut points.
+    """
+    from leadscore.models.thresholds import score_quantiles
+
+    order = np.argsort(-p, kind="stable")
+    ps, hits = p[order], np.cumsum(y[order])
+    flagged = np.arange(1, len(ps) + 1)
+    last = np.r_[ps[1:] != ps[:-1], True]  # one candidate per distinct p: everything >= it is flagged
+    cand, n_flag, precision = ps[last], flagged[last], hits[last] / flagged[last]
+    cal = bounds.get("calibration")
+    weeks = (pd.Timestamp(cal[1]) - pd.Timestamp(cal[0])).days / 7.0 if cal else 0.0
+    stages, notes, ceiling = [], [], 1.0
+    for rule in params.thresholds.stages:
+        goal = rule.goal.model_dump(exclude_none=True) if rule.goal else None
+        if rule.probability is not None:
+            tau = float(rule.probability)
+        elif rule.goal is not None and rule.goal.capacity_per_week is not None:
+            if weeks < 1:
+                notes.append(f"{rule.name}: capacity_per_week needs a time split of a week or more; left out")
+                continue
+            tau = float(cand[np.argmin(np.abs(n_flag / weeks - rule.goal.capacity_per_week))])
+        else:
+            rate = next(iter(goal.values())) if goal else 0.0
+            ok = (precision >= rate) | (n_flag < 10)
+            prefix = len(ok) if ok.all() else int(np.argmin(ok))
+            good = np.flatnonzero(n_flag[:prefix] >= 10)
+            if len(good) == 0:
+                notes.append(f"{rule.name}: no threshold reaches {goal} on the calibration rows; left out")
+                continue
+            tau = float(cand[good[-1]])
+        ceiling = min(ceiling, tau)
+        stages.append({"name": rule.name, "probability": ceiling, "goal": goal})
+    return {
+        "target": target,
+        "stages": stages,
+        "notes": notes,
+        "source": "calibration rows of the export (leadscore train-table)",
+        "score_quantiles": score_quantiles(p),
+    }
 
 
 # --- outputs --------------------------------------------------------------------------------------------
@@ -309,7 +364,7 @@ def bundle_files(result: FlatResult) -> dict[str, str]:
         "input_schema.json": dumps(input_schema(result.spec)),
         "metrics.json": dumps(result.metrics),
         "leakage.json": dumps(result.guard.to_json()),
-    }
+    } | ({"thresholds.json": dumps(result.thresholds)} if result.thresholds is not None else {})
 
 
 def write_flat(result: FlatResult, out: Path) -> str:
@@ -401,7 +456,7 @@ class FlatScorer:
                 )
         except BundleError:
             raise
-        except (OSError, KeyError, ValueError, lgb.basic.LightGBMError) as exc:
+        except (OSError, KeyError, ValueError, TypeError, AttributeError, lgb.basic.LightGBMError) as exc:
             raise BundleError(f"flat bundle content is invalid: {exc}") from exc
         return cls(bundle_dir, manifest["bundle_checksum"], metadata, spec, booster, calibrator)
 

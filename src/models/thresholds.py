@@ -496,6 +496,17 @@ def build_table(
     return table.sort_values("threshold", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def score_quantiles(p: np.ndarray) -> list[float]:
+    """The 98 cut points of the API's 1–99 score: the 1/99 … 98/99 quantiles of the calibrated
+    probability on the calibration slice, so that a lead's score is its percentile band there
+    (``serve.scorer.score_from_probability``) and calibration leads spread evenly over 1..99."""
+    p = np.asarray(p, dtype=np.float64)
+    p = p[np.isfinite(p)]
+    if len(p) == 0:
+        return []
+    return np.quantile(p, np.arange(1, 99) / 99.0).tolist()
+
+
 def run_thresholds(params: Params) -> dict[str, Any]:
     """Resolve ``params.thresholds.stages`` on the calibration slice; write the bundle's thresholds and
     the threshold table (``reports/thresholds.csv`` + ``.json``). Returns the bundle document."""
@@ -526,6 +537,7 @@ def run_thresholds(params: Params) -> dict[str, Any]:
             "to": str(cal["snapshot_ts"].max()),
         },
         "closed_won": won_info,
+        "score_quantiles": score_quantiles(cal["p"].to_numpy()),
     }
     out = params.data.build_dir / "thresholds.json"
     out.parent.mkdir(parents=True, exist_ok=True)

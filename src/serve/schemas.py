@@ -17,38 +17,38 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, with_config
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    TypeAdapter,
+    with_config,
+)
+from pydantic_core import CoreSchema, core_schema
 from typing_extensions import TypedDict
 
-_DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
+#: What a timestamp must look like before it is parsed: a date and a time of day (epoch numbers and epoch
+#: digit strings are ambiguous, seconds or milliseconds?, so they are refused; pydantic alone would read
+#: "1714658580000" as milliseconds). Checked and parsed inside pydantic-core (no Python per value).
+ISO_DATETIME = r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d"
 
 
-def _iso_string(value: Any) -> Any:
-    """Only ISO-8601 strings (or datetimes, from Python callers) become timestamps, parsed exactly as a
-    strict JSON datetime. Pydantic's datetime parsing also reads digit strings as epoch time, seconds
-    or milliseconds by their size (``"1714658580000"`` is read as ms): the ambiguity ISO-8601 avoids, so
-    those are refused too."""
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str):
-        raise PydanticCustomError("datetime_type", "Input should be a valid datetime (an ISO-8601 string)")
-    if value.strip().lstrip("+-").replace(".", "", 1).isdigit():
-        raise PydanticCustomError(
-            "datetime_from_number",
-            "timestamps must be ISO-8601 date-times such as 2025-06-01T09:30:00Z, not epoch numbers",
-        )
-    try:
-        return _DATETIME.validate_strings(value, strict=True)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        raise PydanticCustomError(err["type"], err["msg"].replace("{", "{{").replace("}", "}}")) from None
+class _IsoText:
+    """A JSON string matching ``ISO_DATETIME``, then parsed as a datetime (both steps in pydantic-core)."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.chain_schema([core_schema.str_schema(pattern=ISO_DATETIME), handler(source)])
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> Any:
+        return {"type": "string", "format": "date-time"}
 
 
 #: An ISO-8601 date-time string; naive values are taken as UTC, offsets are converted to UTC.
 Timestamp = Annotated[
     datetime,
-    BeforeValidator(_iso_string),
+    _IsoText(),
     Field(description="ISO-8601 date-time, e.g. 2025-06-01T09:30:00Z; without an offset it is taken as UTC."),
 ]
 Text = Annotated[str | None, Field(max_length=512)]
