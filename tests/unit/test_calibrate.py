@@ -6,8 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from leadscore.config import CalibrateParams
 from leadscore.models.calibrate import (
@@ -87,16 +85,3 @@ def test_fit_calibrator_follows_params_and_refuses_one_class() -> None:
     assert fit_calibrator(raw, y, CalibrateParams(method="isotonic")).method == "isotonic"
     with pytest.raises(ValueError, match="single class"):
         fit_calibrator(raw, np.zeros_like(y), small)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    raw=st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 1.0, 1e-7, 1 - 1e-7, 0.5])),
-    a=st.floats(0.2, 3.0),
-    b=st.floats(-3.0, 3.0),
-)
-def test_transform_one_equals_transform(raw: float, a: float, b: float) -> None:
-    """The API's one-lead path calibrates a float; it must give the array path's value bit for bit."""
-    iso = Calibrator("isotonic", x_=(0.0, 0.1, 0.5, 1.0), y_=(0.0, 0.05, 0.4, 0.9))
-    for cal in (Calibrator("sigmoid", a_=a, b_=b), iso):
-        assert cal.transform_one(raw) == cal.transform(np.array([raw]))[0]

@@ -15,7 +15,6 @@ from leadscore.config import BaselineParams, load_params
 from leadscore.data.contract import STAGES
 from leadscore.features.attributes import lead_attributes
 from leadscore.features.batch import build_features
-from leadscore.features.encode import MatrixEncoder
 from leadscore.features.online import RAW_ATTRIBUTE_COLUMNS, EventArrays, OnlineFeatureBuilder, StageArrays
 from leadscore.features.spec import FeatureSpec
 
@@ -198,59 +197,3 @@ def _same(a: object, b: object) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return (np.isnan(a) and np.isnan(b)) or a == b
     return a == b
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    events=st.lists(
-        st.tuples(
-            st.one_of(st.integers(-200 * 86400, 5 * 86400), st.sampled_from(_BOUNDARIES)),
-            st.sampled_from(EVENT_TYPES),
-        ),
-        max_size=40,
-    ),
-    stage_rows=st.lists(
-        st.tuples(st.sampled_from([*_BOUNDARIES, -50 * 86400, -400 * 86400]), st.sampled_from(STAGES)),
-        max_size=6,
-    ),
-    attrs=st.fixed_dictionaries({c: st.sampled_from(v) for c, v in _ATTRIBUTE_VALUES.items()}),
-    age_days=st.integers(0, 400),
-)
-def test_one_lead_path_equals_array_path(events: list, stage_rows: list, attrs: dict, age_days: int) -> None:
-    """``build_one`` + ``transform_one`` (what /v1/score runs for one lead) give exactly the values of
-    ``build`` + ``transform`` (what batches and the pipeline's parity run)."""
-    builder = OnlineFeatureBuilder(SPEC, BASELINE)
-    encoder = MatrixEncoder(
-        SPEC, {c: ["business", "software", "us", "webinar", "manager", "50-199"] for c in SPEC.categorical}
-    )
-    as_of = int(T0.timestamp())
-    created = as_of - age_days * 86400
-    ev_ts = [as_of + s for s, _ in events]
-    ev_code = builder.type_codes([t for _, t in events]).tolist()
-    st_ts = [as_of + s for s, _ in stage_rows]
-    st_stage = [s for _, s in stage_rows]
-    one = builder.build_one(as_of, created, attrs, ev_ts, ev_code, st_ts, st_stage)
-    raw = {c: np.array([attrs[c]], dtype=object) for c in RAW_ATTRIBUTE_COLUMNS}
-    cols = builder.build(
-        np.array([as_of]),
-        np.array([created]),
-        raw,
-        EventArrays(
-            lead=np.zeros(len(ev_ts), dtype=np.int64),
-            ts=np.array(ev_ts, dtype=np.int64),
-            type_code=np.array(ev_code, dtype=np.int64),
-        ),
-        StageArrays(
-            lead=np.zeros(len(st_ts), dtype=np.int64),
-            ts=np.array(st_ts, dtype=np.int64),
-            stage=np.array(st_stage, dtype=object),
-        ),
-        with_rule=False,
-    )
-    assert set(one) == set(cols)
-    for name, col in cols.items():
-        value = col[0].item() if hasattr(col[0], "item") else col[0]
-        assert _same(one[name], value), (name, one[name], value)
-    row, matrix = encoder.transform_one(one), encoder.transform(cols)
-    assert row.shape == (matrix.shape[1],)
-    np.testing.assert_array_equal(row, matrix[0])
