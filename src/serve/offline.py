@@ -44,7 +44,7 @@ from leadscore.data.contract import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from leadscore.models.bundle import BundleError
 from leadscore.serve.payload import PayloadPolicy
 from leadscore.serve.pipeline import PipelineModel
-from leadscore.serve.schemas import SCORE_ADAPTER, ScoreRequest
+from leadscore.serve.schemas import SCORE_ADAPTER, ScoreRequest, error_list
 
 CHUNK = 1000
 # The contract's lead and account columns (required, then optional) are what a file row may carry.
@@ -279,12 +279,7 @@ def score_payloads(
                 requests.append(SCORE_ADAPTER.validate_json(orjson.dumps(payloads[i])))
                 indices.append(i)
             except ValidationError as exc:
-                results[i] = {
-                    "errors": [
-                        {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                        for e in exc.errors(include_url=False, include_input=False, include_context=False)
-                    ]
-                }
+                results[i] = {"errors": error_list(exc)}
         outcome = model.score(requests, explain, reasons_per_lead, positions=indices, policy=policy, now=now)
         for i, res in outcome.results.items():
             results[i] = res

@@ -31,6 +31,7 @@ from leadscore.serve.schemas import (
     ScoreRequest,
     ScoreResult,
     Timestamp,
+    error_list,
 )
 from leadscore.serve.scorer import ScoreOutcome, ScoringModel
 from leadscore.serve.security import (
@@ -76,12 +77,7 @@ def _json(content: Any, status: int = 200) -> Response:
 
 
 def errors_of(exc: ValidationError) -> list[dict[str, Any]]:
-    """pydantic errors as ``{loc, msg, type}`` with ``loc`` from ``body`` (inputs are never echoed back:
-    they may be large or personal)."""
-    return [
-        {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-        for e in exc.errors(include_url=False, include_input=False, include_context=False)
-    ]
+    return error_list(exc)
 
 
 def _detail(detail: list[dict[str, Any]]) -> bytes:

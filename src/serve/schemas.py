@@ -32,6 +32,10 @@ from typing_extensions import TypedDict
 #: What a timestamp must look like before it is parsed: a date and a time of day (epoch numbers and epoch
 #: digit strings are ambiguous, seconds or milliseconds?, so they are refused; pydantic alone would read
 #: "1714658580000" as milliseconds). Checked and parsed inside pydantic-core (no Python per value).
+TIMESTAMP_HELP = (
+    "timestamps must be ISO-8601 date-times such as 2025-06-01T09:30:00Z (a date and a time of day; "
+    "epoch numbers are refused: seconds or milliseconds?)"
+)
 ISO_DATETIME = r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d"
 
 
@@ -150,6 +154,18 @@ class BatchRequest(TypedDict):
 
     leads: Annotated[list[ScoreRequest], Field(min_length=1)]
     as_of: NotRequired[Timestamp | None]
+
+
+def error_list(exc: ValidationError, prefix: tuple[str | int, ...] = ("body",)) -> list[dict[str, Any]]:
+    """pydantic errors as ``{loc, msg, type}`` with ``loc`` after ``prefix``. Inputs are never echoed
+    back (they may be large or personal); a timestamp that is not ISO-8601 says so in words."""
+    out = []
+    for e in exc.errors(include_url=False, include_input=False):
+        kind, msg = e["type"], e["msg"]
+        if kind == "string_pattern_mismatch" and (e.get("ctx") or {}).get("pattern") == ISO_DATETIME:
+            kind, msg = "datetime_format", TIMESTAMP_HELP
+        out.append({"loc": [*prefix, *e["loc"]], "msg": msg, "type": kind})
+    return out
 
 
 # ---- responses -------------------------------------------------------------------------------------

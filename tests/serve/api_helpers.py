@@ -7,7 +7,11 @@ from fastapi.testclient import TestClient
 
 def metric(client: TestClient, name: str, **labels: str) -> float:
     """The value of one Prometheus sample (0 when absent)."""
-    text = client.get("/metrics").text
+    return metric_text(client.get("/metrics").text, name, **labels)
+
+
+def metric_text(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text ``text`` (0 when absent)."""
     want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     for line in text.splitlines():
         if line.startswith("#"):

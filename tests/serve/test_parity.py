@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from leadscore.cli import app as cli
 from leadscore.config import Params
 from leadscore.models.bundle import load_bundle
-from leadscore.serve.decode import parse_score
 from leadscore.serve.payload import PayloadPolicy, prepare
-from leadscore.serve.scorer import load_model, score_requests
+from leadscore.serve.pipeline import PipelineModel
+from leadscore.serve.schemas import SCORE_ADAPTER
 from tests.serve.pipeline import payloads_at
 
 pytestmark = pytest.mark.slow
@@ -102,19 +102,19 @@ def test_api_offline_and_pipeline_agree(
 def test_fast_paths_equal_the_bundle(
     bundle_dir: Path, interim: dict[str, pd.DataFrame], test_rows: pd.DataFrame
 ) -> None:
-    """The serving shortcuts (one-call encoder, LightGBM single-row predictor) change no number."""
-    model = load_model(bundle_dir)
+    """The serving shortcut (LightGBM's single-row predictor for small requests) changes no number."""
+    model = PipelineModel.load(bundle_dir)
     bundle = load_bundle(bundle_dir)
     assert model.row_predict and model.row_contrib is not None  # the fast path is in use
     ts = test_rows["snapshot_ts"].max()
     ids = test_rows.loc[test_rows["snapshot_ts"] == ts, "lead_id"].head(30).tolist()
-    reqs = [parse_score(orjson.dumps(p)) for p in payloads_at(interim, ids, ts)]
+    reqs = [SCORE_ADAPTER.validate_json(orjson.dumps(p)) for p in payloads_at(interim, ids, ts)]
     arrays = prepare(reqs, model.type_lookup, PayloadPolicy()).arrays
     cols = model.builder.build(arrays.as_of, arrays.created_at, arrays.raw, arrays.events, arrays.stages)
-    matrix = model.encode(cols)
+    matrix = model.bundle.encoder.transform(cols)
     np.testing.assert_array_equal(matrix, bundle.encoder.transform(cols))
     batch = bundle.predict(matrix)
-    contrib = bundle.boosters[model.reason_target].predict(matrix, pred_contrib=True)
+    contrib = bundle.boosters[model.table.target].predict(matrix, pred_contrib=True)
     for i in range(len(matrix)):
         row = model.predict(matrix[i : i + 1])
         for t in bundle.targets:
@@ -126,17 +126,20 @@ def test_fast_paths_equal_the_bundle(
 def test_one_lead_path_equals_batch_path(
     bundle_dir: Path, interim: dict[str, pd.DataFrame], test_rows: pd.DataFrame, explain: bool
 ) -> None:
-    """A lead scored alone (``_score_one``: scalar features, single-row predictors, scalar reasons) gets
-    the same response as inside a batch (the array path): probabilities, stage, score and reasons."""
-    model = load_model(bundle_dir)
+    """A lead scored alone (single-row predictors) gets the same response as inside a batch (LightGBM's
+    batch predict): probabilities, stage, score and reasons."""
+    model = PipelineModel.load(bundle_dir)
     policy = PayloadPolicy()
     rows = test_rows.groupby("snapshot_ts", group_keys=False).head(8)
     checked = 0
     for ts, part in rows.groupby("snapshot_ts"):
-        reqs = [parse_score(orjson.dumps(p)) for p in payloads_at(interim, part["lead_id"].tolist(), ts)]
-        together = score_requests(model, reqs, policy, explain).results
+        reqs = [
+            SCORE_ADAPTER.validate_json(orjson.dumps(p))
+            for p in payloads_at(interim, part["lead_id"].tolist(), ts)
+        ]
+        together = model.score(reqs, explain, policy=policy).results
         for i, req in enumerate(reqs):
-            alone = score_requests(model, [req], policy, explain).results[0]
+            alone = model.score([req], explain, policy=policy).results[0]
             expected = together[i]
             assert alone.keys() == expected.keys()
             for t, p in expected["probabilities"].items():

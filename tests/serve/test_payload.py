@@ -15,29 +15,31 @@ from pydantic import ValidationError
 
 from leadscore.config import load_params
 from leadscore.features.spec import FeatureSpec
-from leadscore.serve.decode import ScoreReq, parse_score
 from leadscore.serve.payload import PayloadPolicy, epoch_seconds, event_type_lookup, iso_utc, prepare
+from leadscore.serve.schemas import SCORE_ADAPTER, ScoreRequest, error_list
 
+parse_score = SCORE_ADAPTER.validate_json
 SPEC = FeatureSpec(load_params("params.yaml").features)
 LOOKUP = event_type_lookup(SPEC.event_types)
 AS_OF = "2025-06-01T00:00:00Z"
 AS_OF_S = int(datetime(2025, 6, 1, tzinfo=UTC).timestamp())
 
 
-def req(**parts: Any) -> ScoreReq:
+def req(**parts: Any) -> ScoreRequest:
     body = {"lead": {"lead_id": "L1", "created_at": "2025-01-01T00:00:00Z"}, "as_of": AS_OF, **parts}
     return parse_score(orjson.dumps(body))
 
 
 def errors_of(exc: pytest.ExceptionInfo[ValidationError]) -> list[tuple[tuple, str]]:
-    return [(e["loc"], e["type"]) for e in exc.value.errors()]
+    """(location, type) of each error as the API reports it (without the leading ``body``)."""
+    return [(tuple(e["loc"]), e["type"]) for e in error_list(exc.value, prefix=())]
 
 
 def test_epoch_seconds_naive_is_utc_and_offsets_are_converted() -> None:
     naive = parse_score(b'{"lead": {"lead_id": "x", "created_at": "2025-06-01T12:00:00"}}')
     plus2 = parse_score(b'{"lead": {"lead_id": "x", "created_at": "2025-06-01T14:00:00+02:00"}}')
     zulu = parse_score(b'{"lead": {"lead_id": "x", "created_at": "2025-06-01T12:00:00.999Z"}}')
-    secs = {epoch_seconds(r.lead.created_at) for r in (naive, plus2, zulu)}
+    secs = {epoch_seconds(r["lead"]["created_at"]) for r in (naive, plus2, zulu)}
     assert secs == {AS_OF_S + 12 * 3600}  # and fractions of a second are floored, like the loader
     assert iso_utc(AS_OF_S) == "2025-06-01T00:00:00Z"
 
@@ -169,25 +171,29 @@ def test_unknown_stage_and_limits() -> None:
     ("body", "expected"),
     [
         ({"lead": {"lead_id": "x"}}, [(("lead", "created_at"), "missing")]),
-        ({"lead": {"lead_id": "x", "created_at": 1717200000}}, [(("lead", "created_at"), "datetime_type")]),
+        ({"lead": {"lead_id": "x", "created_at": 1717200000}}, [(("lead", "created_at"), "string_type")]),
         (
             {"lead": {"lead_id": "x", "created_at": "yesterday"}},
-            [(("lead", "created_at"), "datetime_parsing")],
+            [(("lead", "created_at"), "datetime_format")],
         ),
         (  # an epoch in a string: seconds or milliseconds? refused, like epoch numbers
             {"lead": {"lead_id": "x", "created_at": "1717200000000"}},
-            [(("lead", "created_at"), "datetime_from_number")],
+            [(("lead", "created_at"), "datetime_format")],
         ),
         (
             {
                 "lead": {"lead_id": "x", "created_at": AS_OF},
                 "events": [{"ts": "1717200000", "event_type": "x"}],
             },
-            [(("events", 0, "ts"), "datetime_from_number")],
+            [(("events", 0, "ts"), "datetime_format")],
         ),
         (
             {"lead": {"lead_id": "x", "created_at": "2025-06-01"}},
-            [(("lead", "created_at"), "datetime_parsing")],
+            [(("lead", "created_at"), "datetime_format")],
+        ),
+        (
+            {"lead": {"lead_id": "x", "created_at": "2025-13-01T00:00:00Z"}},
+            [(("lead", "created_at"), "datetime_from_date_parsing")],
         ),
         (
             {"lead": {"lead_id": "x", "created_at": AS_OF, "employes": 5}},
@@ -244,3 +250,12 @@ def test_extra_event_fields_are_accepted() -> None:
         prepare([r], LOOKUP, PayloadPolicy()).arrays.events.ts,
         [int(datetime(2025, 5, 1, tzinfo=UTC).timestamp())],
     )
+
+
+def test_years_below_1000_keep_four_digits() -> None:
+    """ISO-8601 years have four digits; ``strftime("%Y")`` would write 999."""
+    seconds = epoch_seconds(
+        parse_score(b'{"lead": {"lead_id": "x", "created_at": "0999-03-04T05:06:07Z"}}')["lead"]["created_at"]
+    )
+    assert iso_utc(seconds) == "0999-03-04T05:06:07Z"
+    assert iso_utc(0) == "1970-01-01T00:00:00Z"
