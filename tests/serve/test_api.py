@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -297,7 +298,8 @@ def test_not_ready_without_a_valid_bundle(
     client = make_client(bundle_dir=tmp_path / "nothing-here")
     assert client.get("/health").status_code == 200
     r = client.get("/ready")
-    assert r.status_code == 503 and "manifest.json" in r.json()["error"]
+    assert r.status_code == 503 and r.json()["ready"] is False
+    assert "nothing-here" not in r.text and "/" not in r.json()["reason"]  # no paths for anyone to read
     assert client.post("/v1/score", json=payload).status_code == 503
 
 
@@ -313,21 +315,55 @@ def test_openapi_documents_the_request_with_an_example(client: TestClient) -> No
     assert client.get("/docs").status_code == 200
 
 
-def test_score_is_the_percentile_band_when_the_bundle_has_quantiles(
+def test_score_is_the_percentile_band_of_the_calibration_slice(
     make_client: Callable[..., TestClient], bundle_dir: Path, tmp_path: Path, payload: dict
 ) -> None:
-    """With ``score_quantiles`` in thresholds.json the 1–99 score is the calibration-slice percentile."""
+    """The thresholds stage writes 98 cut points (calibration-slice quantiles); the 1–99 score is the
+    lead's band among them."""
+    cuts_written = load_bundle(bundle_dir).thresholds["score_quantiles"]
+    assert len(cuts_written) == 98 and cuts_written == sorted(cuts_written)
     plain = make_client().post("/v1/score?explain=false", json=payload).json()
     p = plain["probabilities"]["sql"]
-    assert plain["score"] == min(99, max(1, round(99 * p)))
+    assert plain["score"] == min(99, 1 + sum(c <= p for c in cuts_written))
     cuts = [p * (0.5 + i / 98) for i in range(98)]  # p sits past 49 of the 98 cut points
 
-    def add_quantiles(files: dict[str, bytes]) -> None:
+    def set_quantiles(files: dict[str, bytes]) -> None:
         th = json.loads(files["thresholds.json"])
         th["score_quantiles"] = cuts
         files["thresholds.json"] = json.dumps(th).encode()
 
-    rewrite_bundle(bundle_dir, tmp_path / "models", add_quantiles)
+    rewrite_bundle(bundle_dir, tmp_path / "models", set_quantiles)
     banded = make_client(bundle_dir=tmp_path / "models").post("/v1/score?explain=false", json=payload).json()
     assert banded["probabilities"] == plain["probabilities"]
     assert banded["score"] == 1 + sum(c <= p for c in cuts)
+
+
+def test_scores_spread_over_the_range(client: TestClient, sample_payloads: list[dict]) -> None:
+    """Percentile scores spread: no score holds most leads, and the stages order the scores."""
+    r = client.post("/v1/score/batch?explain=false", json={"leads": sample_payloads})
+    rows = [x for x in r.json()["results"] if x["status"] == "ok"]
+    scores = [x["score"] for x in rows]
+    assert max(scores.count(v) for v in set(scores)) <= len(scores) / 2, scores
+    assert len(set(scores)) >= 8 and max(scores) - min(scores) >= 40, scores
+    by_p = sorted(rows, key=lambda x: x["probabilities"]["sql"])
+    assert [x["score"] for x in by_p] == sorted(x["score"] for x in by_p)  # monotone in p
+
+
+def test_docs_are_served_offline(client: TestClient) -> None:
+    """Swagger UI and ReDoc come from files installed with the package: no CDN, no third-party script."""
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assert "https://" not in html and "http://" not in html, page
+        for ref in re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html):
+            if ref.startswith("/"):
+                assert client.get(ref).status_code == 200, ref
+
+
+def test_text_and_form_bodies_are_415(client: TestClient, payload: dict) -> None:
+    for media in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        r = client.post("/v1/score", content=json.dumps(payload), headers={"Content-Type": media})
+        assert r.status_code == 415, media
+    charset = client.post(
+        "/v1/score", content=json.dumps(payload), headers={"Content-Type": "application/json; charset=utf-8"}
+    )
+    assert charset.status_code == 200
