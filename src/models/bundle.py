@@ -162,14 +162,14 @@ def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
             isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
         ):
             raise BundleError(f"manifest checksum of {name} is not a SHA-256 hex digest")
-    present = {p.name for p in bundle_dir.iterdir()} - {MANIFEST}
-    extra = sorted(present - set(files))
-    if extra:
-        raise BundleError(f"files not listed in the manifest: {extra[:10]}; refusing the bundle")
     for name, expected in files.items():
         actual = sha256_file(_inside(bundle_dir, name))
         if actual != expected:
             raise BundleError(f"checksum mismatch for {name}: manifest {expected[:12]}…, file {actual[:12]}…")
+    present = {p.name for p in bundle_dir.iterdir()} - {MANIFEST}
+    extra = sorted(present - set(files))
+    if extra:
+        raise BundleError(f"files not listed in the manifest: {extra[:10]}; refusing the bundle")
     if bundle_checksum(files) != manifest.get("bundle_checksum"):
         raise BundleError("bundle_checksum does not match the file checksums")
     return manifest
