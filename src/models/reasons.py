@@ -590,11 +590,12 @@ class ReasonBuilder:
         k = max(0, min(k, nf))
         if k == 0:
             return [([], []) for _ in range(n)]
-        # (n, 2k) chosen feature indices: k positive then k negative per row
+        # (n, 2k) chosen feature indices: the k largest then the k smallest contributions per row (a
+        # stable sort: ties go to the feature listed first)
         idx = np.concatenate(
             [
-                self._top(np.where(contrib > 0, contrib, 0.0), k),
-                self._top(np.where(contrib < 0, -contrib, 0.0), k),
+                np.argsort(-contrib, axis=1, kind="stable")[:, :k],
+                np.argsort(contrib, axis=1, kind="stable")[:, :k],
             ],
             axis=1,
         )
@@ -619,15 +620,3 @@ class ReasonBuilder:
             cut = sum(ki[:k])
             out.append((both[:cut], both[cut:]))
         return out
-
-    @staticmethod
-    def _top(magnitude: np.ndarray, k: int) -> np.ndarray:
-        """Column indices of the k largest entries per row, sorted descending (ties: lower index first)."""
-        nf = magnitude.shape[1]
-        if k < nf:
-            part = np.argpartition(-magnitude, k - 1, axis=1)[:, :k]
-        else:
-            part = np.tile(np.arange(nf), (len(magnitude), 1))
-        picked = np.take_along_axis(magnitude, part, axis=1)
-        order = np.lexsort((part, -picked), axis=1)
-        return np.take_along_axis(part, order, axis=1)

@@ -17,7 +17,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -84,49 +83,14 @@ class LeadArrays:
 
 @dataclass
 class Prepared:
-    """The good leads (request positions ``positions``), ``errors`` by request position for the others,
-    and the unknown event types met (name -> count; dropped when the policy is ``ignore``).
-
-    The good leads are kept as the flat lists ``prepare`` collects; ``arrays`` is the builder's input.
-    """
+    """``arrays`` of the good leads (request positions ``positions``), ``errors`` by request position
+    for the others, and the unknown event types met (name -> count; dropped when the policy is
+    ``ignore``)."""
 
     positions: list[int]
     errors: dict[int, list[dict[str, Any]]]
     unknown_event_types: dict[str, int]
-    lead_ids: list[str]
-    as_of: list[int]
-    created_at: list[int]
-    raw: dict[str, list[Any]]
-    ev_counts: list[int]
-    ev_ts: list[int]
-    ev_code: list[int]
-    st_counts: list[int]
-    st_ts: list[int]
-    st_stage: list[str]
-
-    def __len__(self) -> int:
-        return len(self.lead_ids)
-
-    @cached_property
-    def arrays(self) -> LeadArrays:
-        rows = np.arange(len(self.lead_ids), dtype=np.int64)
-        return LeadArrays(
-            lead_ids=self.lead_ids,
-            as_of=np.asarray(self.as_of, dtype=np.int64),
-            as_of_text=_iso_texts(self.as_of),
-            created_at=np.asarray(self.created_at, dtype=np.int64),
-            raw={c: _object_array(v) for c, v in self.raw.items()},
-            events=EventArrays(
-                lead=np.repeat(rows, self.ev_counts),
-                ts=np.asarray(self.ev_ts, dtype=np.int64),
-                type_code=np.asarray(self.ev_code, dtype=np.int64),
-            ),
-            stages=StageArrays(
-                lead=np.repeat(rows, self.st_counts),
-                ts=np.asarray(self.st_ts, dtype=np.int64),
-                stage=_object_array(self.st_stage),
-            ),
-        )
+    arrays: LeadArrays
 
 
 def _text(value: str | None) -> str | None:
@@ -335,21 +299,25 @@ def prepare(
         st_ts.extend(s_ts)
         st_stage.extend(s_stage)
 
-    return Prepared(
-        positions=positions,
-        errors=errors,
-        unknown_event_types=unknown,
+    rows = np.arange(len(ids), dtype=np.int64)
+    arrays = LeadArrays(
         lead_ids=ids,
-        as_of=as_of,
-        created_at=created,
-        raw=cols,
-        ev_counts=ev_counts,
-        ev_ts=ev_ts,
-        ev_code=ev_code,
-        st_counts=st_counts,
-        st_ts=st_ts,
-        st_stage=st_stage,
+        as_of=np.asarray(as_of, dtype=np.int64),
+        as_of_text=_iso_texts(as_of),
+        created_at=np.asarray(created, dtype=np.int64),
+        raw={c: _object_array(v) for c, v in cols.items()},
+        events=EventArrays(
+            lead=np.repeat(rows, ev_counts),
+            ts=np.asarray(ev_ts, dtype=np.int64),
+            type_code=np.asarray(ev_code, dtype=np.int64),
+        ),
+        stages=StageArrays(
+            lead=np.repeat(rows, st_counts),
+            ts=np.asarray(st_ts, dtype=np.int64),
+            stage=_object_array(st_stage),
+        ),
     )
+    return Prepared(positions, errors, unknown, arrays)
 
 
 def _iso_texts(seconds: list[int]) -> list[str]:

@@ -93,7 +93,7 @@ def test_timestamps_after_as_of_are_422(client: TestClient, payload: dict) -> No
         (lambda p: p["lead"].pop("created_at"), ["body", "lead", "created_at"], "missing"),
         (lambda p: p["lead"].update(lead_id=17), ["body", "lead", "lead_id"], "string_type"),
         (lambda p: p.update(account={"employees": "lots"}), ["body", "account", "employees"], "float_type"),
-        (lambda p: p.update(as_of="next tuesday"), ["body", "as_of"], "datetime_parsing"),
+        (lambda p: p.update(as_of="next tuesday"), ["body", "as_of"], "datetime_format"),
         (
             lambda p: p.update(events=[{"ts": "2025-01-01T00:00:00Z"}]),
             ["body", "events", 0, "event_type"],
