@@ -66,8 +66,8 @@ def demo_payloads(n_leads: int, seed: int, n_single: int, batch_size: int) -> tu
 
     from leadscore.config import ValidateParams, load_params
     from leadscore.data.generate import generate
+    from leadscore.data.payloads import payloads_from_tables
     from leadscore.data.validate import validate_tables
-    from leadscore.serve.offline import payloads_from_tables
 
     params = load_params(ROOT / "params.yaml", overrides={"generate.n_leads": n_leads, "generate.seed": seed})
     raw = generate(params.generate, params.features)

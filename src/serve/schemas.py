@@ -14,7 +14,9 @@ document them in OpenAPI and are checked against real responses in the tests.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import (
@@ -24,6 +26,7 @@ from pydantic import (
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     TypeAdapter,
+    ValidationError,
     with_config,
 )
 from pydantic_core import CoreSchema, core_schema
@@ -268,38 +271,5 @@ BATCH_ADAPTER: TypeAdapter[BatchRequest] = TypeAdapter(BatchRequest)
 
 # ---- the example of the OpenAPI docs (and of docs/api.md) -------------------------------------------
 
-EXAMPLE_REQUEST: dict[str, Any] = {
-    "lead": {
-        "lead_id": "00Q5g00000ABCDE",
-        "created_at": "2025-05-02T14:03:00Z",
-        "account_id": "0015g00000XYZ",
-        "email": "dana.weiss@acme-analytics.com",
-        "job_title": "VP Marketing",
-        "seniority": None,
-        "department": None,
-        "country": "DE",
-        "lead_source": "webinar",
-        "first_name": "Dana",
-        "last_name": "Weiss",
-    },
-    "account": {
-        "account_id": "0015g00000XYZ",
-        "industry": "software",
-        "employees": 240,
-        "annual_revenue": 38000000,
-        "country": "DE",
-        "tech_stack": ["hubspot", "aws", "snowflake"],
-    },
-    "events": [
-        {"ts": "2025-05-02T14:01:00Z", "event_type": "webinar_register"},
-        {"ts": "2025-05-09T16:00:00Z", "event_type": "webinar_attend"},
-        {"ts": "2025-05-20T08:12:00+02:00", "event_type": "page_view", "properties": {"path": "/product"}},
-        {"ts": "2025-05-27T09:40:00Z", "event_type": "pricing_view"},
-        {"ts": "2025-05-28T10:05:00Z", "event_type": "email_open"},
-        {"ts": "2025-05-28T10:07:00Z", "event_type": "email_click"},
-    ],
-    "stage_history": [{"stage": "mql", "ts": "2025-05-10T00:00:00Z"}],
-    "as_of": "2025-06-01T00:00:00Z",
-}
-
+EXAMPLE_REQUEST: dict[str, Any] = json.loads((Path(__file__).parent / "example_request.json").read_text())
 EXAMPLE_BATCH: dict[str, Any] = {"leads": [EXAMPLE_REQUEST], "as_of": "2025-06-01T00:00:00Z"}

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from leadscore.config import Params, load_params
+from leadscore.data.payloads import payloads_from_tables
 from leadscore.models.bundle import MANIFEST, write_bundle
-from leadscore.serve.offline import payloads_from_tables
 from tests.paths import data_dirs
 
 ROOT = Path(__file__).resolve().parents[2]
