@@ -118,10 +118,6 @@ def _tech_stack(value: list[str] | str | None) -> str | None:
     return ";".join(value)
 
 
-def _error(loc: tuple[Any, ...], msg: str, kind: str) -> dict[str, Any]:
-    return {"loc": ["body", *loc], "msg": msg, "type": kind}
-
-
 def prepare(
     requests: Sequence[ScoreRequest],
     type_lookup: Mapping[str, int],
@@ -163,6 +159,10 @@ def prepare(
         pos = indices[k] if indices is not None else k
         prefix: tuple[Any, ...] = () if loc_prefix is None else (*loc_prefix, pos)
         errs: list[dict[str, Any]] = []
+
+        def add(loc: tuple[Any, ...], msg: str, kind: str, errs: list = errs, prefix: tuple = prefix) -> None:
+            errs.append({"loc": ["body", *prefix, *loc], "msg": msg, "type": kind})
+
         lead = req["lead"]
         own_as_of = req.get("as_of")
         if own_as_of is not None:
@@ -173,22 +173,14 @@ def prepare(
             t_as_of, limit = now_s, now_s + policy.clock_skew_seconds
         t_created = epoch_seconds(lead["created_at"])
         if t_created > limit:
-            errs.append(
-                _error(
-                    (*prefix, "lead", "created_at"),
-                    f"created_at is after as_of ({iso_utc(t_as_of)})",
-                    "after_as_of",
-                )
-            )
+            add(("lead", "created_at"), f"created_at is after as_of ({iso_utc(t_as_of)})", "after_as_of")
 
         events = req.get("events") or ()
         if len(events) > policy.max_events_per_lead:
-            errs.append(
-                _error(
-                    (*prefix, "events"),
-                    f"at most {policy.max_events_per_lead} events per lead, got {len(events)}",
-                    "too_many_events",
-                )
+            add(
+                ("events",),
+                f"at most {policy.max_events_per_lead} events per lead, got {len(events)}",
+                "too_many_events",
             )
             e_ts: list[int] = []
             e_code: list[int] = []
@@ -207,13 +199,7 @@ def prepare(
             if e_ts and max(e_ts) > limit:
                 late = [j for j, s in enumerate(e_ts) if s > limit]
                 for j in late[:MAX_ERRORS_PER_LEAD]:
-                    errs.append(
-                        _error(
-                            (*prefix, "events", j, "ts"),
-                            f"timestamp is after as_of ({iso_utc(t_as_of)})",
-                            "after_as_of",
-                        )
-                    )
+                    add(("events", j, "ts"), f"timestamp is after as_of ({iso_utc(t_as_of)})", "after_as_of")
             bad = [j for j, c in enumerate(e_code) if c == UNKNOWN_TYPE] if UNKNOWN_TYPE in e_code else []
             if bad:
                 for j in bad:
@@ -221,13 +207,11 @@ def prepare(
                     unknown[name] = unknown.get(name, 0) + 1
                 if reject_unknown:
                     for j in bad[:MAX_ERRORS_PER_LEAD]:
-                        errs.append(
-                            _error(
-                                (*prefix, "events", j, "event_type"),
-                                f"unknown event type {events[j]['event_type']!r}; known: "
-                                + ", ".join(EVENT_TYPES),
-                                "unknown_event_type",
-                            )
+                        add(
+                            ("events", j, "event_type"),
+                            f"unknown event type {events[j]['event_type']!r}; known: "
+                            + ", ".join(EVENT_TYPES),
+                            "unknown_event_type",
                         )
                 else:
                     # Ignored types never reach the builder (counted in the metrics by the caller).
@@ -237,12 +221,10 @@ def prepare(
 
         stages = req.get("stage_history") or ()
         if len(stages) > policy.max_stage_rows_per_lead:
-            errs.append(
-                _error(
-                    (*prefix, "stage_history"),
-                    f"at most {policy.max_stage_rows_per_lead} stage changes per lead, got {len(stages)}",
-                    "too_many_stage_changes",
-                )
+            add(
+                ("stage_history",),
+                f"at most {policy.max_stage_rows_per_lead} stage changes per lead, got {len(stages)}",
+                "too_many_stage_changes",
             )
             s_ts: list[int] = []
             s_stage: list[str] = []
@@ -253,20 +235,16 @@ def prepare(
                 if len(errs) >= MAX_ERRORS_PER_LEAD:
                     break
                 if name not in _STAGE_SET:
-                    errs.append(
-                        _error(
-                            (*prefix, "stage_history", j, "stage"),
-                            f"unknown stage {stages[j]['stage']!r}; known: {', '.join(STAGES)}",
-                            "unknown_stage",
-                        )
+                    add(
+                        ("stage_history", j, "stage"),
+                        f"unknown stage {stages[j]['stage']!r}; known: {', '.join(STAGES)}",
+                        "unknown_stage",
                     )
                 if t > limit:
-                    errs.append(
-                        _error(
-                            (*prefix, "stage_history", j, "ts"),
-                            f"timestamp is after as_of ({iso_utc(t_as_of)})",
-                            "after_as_of",
-                        )
+                    add(
+                        ("stage_history", j, "ts"),
+                        f"timestamp is after as_of ({iso_utc(t_as_of)})",
+                        "after_as_of",
                     )
 
         if errs:
