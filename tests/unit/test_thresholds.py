@@ -21,6 +21,7 @@ from leadscore.models.thresholds import (
     slice_weeks,
     threshold_metrics,
 )
+from leadscore.serve.scorer import score_from_probability
 
 EVERY = 30
 
@@ -251,6 +252,13 @@ def test_run_thresholds_writes_bundle_json_and_table(tmp_path) -> None:
     assert written["stages"][0]["achieved"]["leads_per_week"] == pytest.approx(25, rel=0.1)
     assert "warning" not in written["stages"][0]["achieved"]
     assert "once" in written["definition"]
+    # the 1–99 score's cut points: calibration-slice percentiles, so calibration leads spread evenly
+    cuts = np.asarray(written["score_quantiles"])
+    cal_p = preds.loc[preds["split"] == "calibration", "p"].to_numpy()
+    assert len(cuts) == 98 and np.all(np.diff(cuts) >= 0)
+    scores = score_from_probability(cal_p, cuts)
+    assert scores.min() == 1 and scores.max() == 99
+    assert np.bincount(scores, minlength=100)[1:].max() <= 3 * len(cal_p) / 99
     table = pd.read_csv(tmp_path / "reports" / "thresholds.csv")
     assert set(table["stage"].dropna()) == {"sales_ready", "mql", "nurture"}
     assert table["threshold"].is_monotonic_decreasing
