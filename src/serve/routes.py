@@ -76,10 +76,6 @@ def _json(content: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status, media_type=JSON)
 
 
-def errors_of(exc: ValidationError) -> list[dict[str, Any]]:
-    return error_list(exc)
-
-
 def _detail(detail: list[dict[str, Any]]) -> bytes:
     return orjson.dumps({"detail": detail[:MAX_ERRORS]})
 
@@ -161,7 +157,7 @@ async def score_one(request: Request, ctx: Scoring) -> Response:
         lead = model.lead_adapter.validate_json(body)
     except ValidationError as exc:
         state.metrics.leads.labels("score", "invalid").inc()
-        return Response(_detail(errors_of(exc)), status_code=422, media_type=JSON)
+        return Response(_detail(error_list(exc)), status_code=422, media_type=JSON)
     if state.batcher is not None:
         one = await state.batcher.score(model, lead, ctx.explain)
         result, errors = one.result, one.errors
@@ -265,7 +261,7 @@ def split_batch_errors(
     errors of the whole request (a 422)."""
     per_lead: dict[int, list[dict[str, Any]]] = {}
     whole: list[dict[str, Any]] = []
-    for e in errors_of(exc):
+    for e in error_list(exc):
         loc = e["loc"]
         if len(loc) >= 3 and loc[1] == "leads" and isinstance(loc[2], int):
             per_lead.setdefault(loc[2], []).append(e)
