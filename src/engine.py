@@ -94,11 +94,32 @@ def scratch_table(con: ibis.BaseBackend, obj: Any, what: str) -> Iterator[ir.Tab
     """Materialise ``obj`` (an Ibis expression, a pandas frame or an Arrow table) as a temporary table
     with a unique name, and drop it when the block ends, whatever happens inside."""
     name = f"leadscore_{what}_{uuid.uuid4().hex[:12]}"
+    if con.name == "pyspark":
+        with _spark_scratch(con, obj, name) as table:
+            yield table
+        return
     table = con.create_table(name, obj, temp=True)
     try:
         yield table
     finally:
         con.drop_table(name, force=True)
+
+
+@contextmanager
+def _spark_scratch(con: Any, obj: Any, name: str) -> Iterator[ir.Table]:
+    """Spark: a persisted (memory and disk) session-local temp view. Ibis 12's pyspark ``create_table``
+    has no temporary tables and would write a table into the shared metastore."""
+    from pyspark import StorageLevel
+
+    expr = obj if isinstance(obj, ir.Table) else ibis.memtable(obj)
+    con._run_pre_execute_hooks(expr)  # registers in-memory frames with the session
+    frame = con._session.sql(con.compile(expr)).persist(StorageLevel.MEMORY_AND_DISK)
+    frame.createTempView(name)
+    try:
+        yield con.table(name)
+    finally:
+        con._session.catalog.dropTempView(name)
+        frame.unpersist()
 
 
 def read_parquet(con: ibis.BaseBackend, path: Path) -> ir.Table:
