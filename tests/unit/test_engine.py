@@ -33,7 +33,7 @@ def test_scratch_tables_are_unique_and_dropped_even_on_error(tmp_path) -> None:
         names = {one.op().name, two.op().name}
         assert len(names) == 2 and all(n.startswith("leadscore_x_") for n in names)
         assert names <= set(con.list_tables())
-        assert one.n.sum().to_pyarrow().as_py() == 3
+        assert one.to_pandas()["n"].sum() == 3
     assert not names & set(con.list_tables())
     with pytest.raises(RuntimeError), scratch_table(con, frame, "y") as three:
         name = three.op().name
