@@ -42,6 +42,7 @@ from leadscore.features.spec import FeatureSpec
 from leadscore.models.calibrate import Calibrator, fit_calibrator
 from leadscore.models.chain import SQL_RANK, chain_consistent
 from leadscore.progress import progress
+from leadscore.runtime import threads_or_default
 
 SPLITS = ("train", "calibration", "test")
 PREDICTED_SPLITS = ("calibration", "test")
@@ -79,7 +80,7 @@ def lgb_params(p: TrainParams) -> dict[str, Any]:
         "lambda_l2": p.lambda_l2,
         "cat_smooth": p.cat_smooth,
         "max_cat_to_onehot": p.max_cat_to_onehot,
-        "num_threads": p.num_threads,
+        "num_threads": threads_or_default(p.num_threads),
         "seed": p.seed,
         "bagging_seed": p.seed,
         "feature_fraction_seed": p.seed,
@@ -180,15 +181,13 @@ def early_stopped_fit(
     the model is then refit on all rows with that many rounds, so the last period (the newest leads, a
     large share of the positives) is learned from too. Still training rows only: calibration and test
     stay unseen. Returns (model text, rounds, the early-stopping booster)."""
-    dfit = lgb.Dataset(
-        x[~validation],
-        label=y[~validation],
-        feature_name=names,
-        categorical_feature=categorical,
-        params=lgbp,
-        free_raw_data=False,
-    )
-    dval = lgb.Dataset(x[validation], label=y[validation], reference=dfit)
+    # One binned Dataset of all training rows; the fit and validation sets are row subsets of it, so
+    # the raw matrix is binned once and never copied (LightGBM subsets share the bins).
+    dall = lgb.Dataset(
+        x, label=y, feature_name=names, categorical_feature=categorical, params=lgbp, free_raw_data=True
+    ).construct()
+    dfit = dall.subset(np.flatnonzero(~validation).astype(np.int32))
+    dval = dall.subset(np.flatnonzero(validation).astype(np.int32))
     probe = lgb.train(
         lgbp,
         dfit,
@@ -200,7 +199,6 @@ def early_stopped_fit(
     best = probe.best_iteration if probe.best_iteration > 0 else probe.current_iteration()
     if not params.refit_full:
         return probe.model_to_string(num_iteration=best), best, probe
-    dall = lgb.Dataset(x, label=y, feature_name=names, categorical_feature=categorical, params=lgbp)
     return lgb.train(lgbp, dall, num_boost_round=best).model_to_string(), best, probe
 
 
@@ -211,7 +209,8 @@ def fit_target(
     calibration slice; predict the calibration and test slices. Pure: reads only ``frames``."""
     train = frames["train"].sort_values(["snapshot_ts", "lead_id"], kind="stable").reset_index(drop=True)
     is_val = validation_mask(train, params.snapshots.split.validation_share)
-    x_all = encoder.transform(train)
+    # float32 halves the matrix LightGBM bins (7 significant digits: far finer than its <= 255 bins).
+    x_all = encoder.transform(train, dtype=np.float32)
     y_all = train["label"].to_numpy(dtype=np.float64)
     lgbp = lgb_params(params.train)
     if params.train.monotone_intent:
