@@ -34,6 +34,13 @@ ROW: Final = "_row"
 REASON: Final = "_reason"
 
 
+def _strip(col: ir.StringValue) -> ir.StringValue:
+    """Whitespace stripped at both ends. Not ``.strip()``: on PySpark, Ibis 12 compiles it to a TRIM
+    whose character list Spark misreads, so it also strips the letters f and v ("form_submit")."""
+    # \x0B (vertical tab): Python's str.strip removes it, the \s of RE2 (DuckDB) does not
+    return col.re_replace(r"^[\s\x0B]+|[\s\x0B]+$", "")
+
+
 def _text(col: ir.Value) -> ir.StringValue:
     """Strip text; empty strings become null. Whole-number ids stored as numbers lose their ``.0``."""
     if col.type().is_floating():
@@ -41,7 +48,7 @@ def _text(col: ir.Value) -> ir.StringValue:
         col = ibis.ifelse(whole, col.cast("int64").cast("string"), col.cast("string"))
     elif not col.type().is_string():
         col = col.cast("string")
-    return col.strip().nullif("")
+    return _strip(col).nullif("")
 
 
 def _timestamp(col: ir.Value) -> ir.TimestampValue:
@@ -52,7 +59,7 @@ def _timestamp(col: ir.Value) -> ir.TimestampValue:
             col = col.cast(dt.Timestamp(timezone="UTC")).cast(dt.Timestamp())
     else:
         # Only text: epoch numbers are ambiguous (seconds? milliseconds?) and stay unparsed (null).
-        text = col.cast("string").strip().nullif("") if not kind.is_string() else col.strip().nullif("")
+        text = _strip(col if kind.is_string() else col.cast("string")).nullif("")
         col = text.try_cast(dt.Timestamp(timezone="UTC")).cast(dt.Timestamp())
     return col.truncate("s").cast(dt.Timestamp(scale=6))
 
@@ -70,14 +77,14 @@ def normalised(raw: ir.Table) -> ir.Table:
             if col.type().is_timestamp():
                 cols["_bad_ts"] = ibis.literal(False)
             else:  # present (not blank) but not a timestamp
-                text = col.cast("string").strip()
+                text = _strip(col.cast("string"))
                 cols["_bad_ts"] = text.notnull() & (text != "") & cols[name].isnull()
         elif kind == "id":
             cols[name] = _text(col)
         elif kind == "lower":
             cols[name] = _text(col).lower()
         elif kind == "raw" and col.type().is_string():
-            cols[name] = col.strip().nullif("")
+            cols[name] = _strip(col).nullif("")
         else:
             cols[name] = col
     for name in raw.columns:

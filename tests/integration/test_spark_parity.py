@@ -1,8 +1,10 @@
 """The data stages on Spark (local mode) give the same tables as on DuckDB, cell by cell.
 
-Small demo data is generated and validated once; snapshots and features then run through the real stage
-functions twice, with ``engine.backend`` duckdb and pyspark, into separate folders. Every column of every
-snapshot and feature table is compared (floats to 1e-9 relative). The run must leave no scratch view
+Small demo data is generated once, with bad events mixed in (unknown type, unparseable and future
+timestamps, a duplicate, an unknown lead, an event long before its lead); validate, snapshots and
+features then run through the real stage functions twice, with ``engine.backend`` duckdb and pyspark,
+into separate folders. Every column of every validated table, quarantine, snapshot and feature table is
+compared (floats to 1e-9 relative). The run must leave no scratch view
 in the Spark catalog and no table in a Spark warehouse (scratch tables are session-local temp views).
 """
 
@@ -37,42 +39,56 @@ SPARK = {
 }
 
 
-def _params(root: Path, shared: Path, **overrides: object) -> Params:
-    """Params writing under ``root`` but reading the raw and validated tables from ``shared``."""
-    params = tmp_params(root, **{"generate.n_leads": N_LEADS, **overrides})
-    data = params.data.model_copy(update={"raw_dir": shared / "raw", "interim_dir": shared / "interim"})
-    return params.model_copy(update={"data": data})
-
-
 def _tables(params: Params) -> dict[str, pd.DataFrame]:
-    out = {
-        f"snapshots/{t}": pd.read_parquet(params.data.interim_dir / "snapshots" / f"{t}.parquet")
-        for t in params.snapshots.targets
-    }
+    interim = params.data.interim_dir
+    out = {f"interim/{p.stem}": pd.read_parquet(p) for p in sorted(interim.glob("*.parquet"))}
+    out |= {f"quarantine/{p.stem}": pd.read_parquet(p) for p in sorted((interim / "quarantine").glob("*"))}
+    out |= {f"snapshots/{p.stem}": pd.read_parquet(p) for p in sorted((interim / "snapshots").glob("*"))}
     for path in sorted(params.data.processed_dir.glob("*/*.parquet")):
         out[f"{path.parent.name}/{path.stem}"] = pd.read_parquet(path)
     return out
 
 
-def test_snapshots_and_features_on_spark_equal_duckdb(tmp_path: Path) -> None:
+def _messy_events(raw_dir: Path) -> int:
+    """Append bad rows to the generated events (as text, like a CSV export); return how many."""
+    path = raw_dir / "events.parquet"
+    events = pd.read_parquet(path)
+    first = events.iloc[0]
+    bad = pd.DataFrame(
+        [
+            {"lead_id": first.lead_id, "ts": "2025-01-01T10:00:00+02:00", "event_type": "tweet"},
+            {"lead_id": first.lead_id, "ts": "2025-01-01T10:00:00", "event_type": "\fform_submit\v"},
+            {"lead_id": first.lead_id, "ts": "yesterday", "event_type": "page_view"},
+            {"lead_id": first.lead_id, "ts": "2099-01-01T00:00:00", "event_type": "page_view"},
+            # the first event again, padded and upper-cased: a duplicate after normalisation
+            {"lead_id": f" {first.lead_id} ", "ts": str(first.ts), "event_type": first.event_type.upper()},
+            {"lead_id": "NO_SUCH_LEAD", "ts": "2025-01-01T00:00:00Z", "event_type": "email_open"},
+            {"lead_id": first.lead_id, "ts": "2000-01-01T00:00:00", "event_type": "email_open"},
+            {"lead_id": None, "ts": "2025-01-01T00:00:00", "event_type": "email_open"},
+        ]
+    )
+    events = events.astype({"ts": "str"})
+    pd.concat([events, bad], ignore_index=True).astype({"ts": "str"}).to_parquet(path, index=False)
+    return len(bad)
+
+
+def test_data_stages_on_spark_equal_duckdb(tmp_path: Path) -> None:
     from leadscore.data.generate import generate, write_tables
     from leadscore.data.validate import run_validate
     from leadscore.features.stage import run_features, run_snapshots
 
-    shared = tmp_path / "shared"
+    raw_dir = tmp_path / "raw"
     base = tmp_params(tmp_path / "gen", **{"generate.n_leads": N_LEADS})
-    write_tables(generate(base.generate, base.features), shared / "raw")
-    run_validate(_params(tmp_path / "gen", shared))
+    write_tables(generate(base.generate, base.features), raw_dir)
+    n_bad = _messy_events(raw_dir)
 
     results = {}
     warehouse = tmp_path / "spark-warehouse"
     conf = {**SPARK["engine.spark.conf"], "spark.sql.warehouse.dir": str(warehouse)}
     for backend, overrides in (("duckdb", {}), ("pyspark", {**SPARK, "engine.spark.conf": conf})):
-        params = _params(tmp_path / backend, shared, **overrides)
-        # snapshots write to interim_dir/snapshots: give each engine its own copy of the interim folder
-        interim = tmp_path / backend / "interim"
-        shutil.copytree(shared / "interim", interim)
-        params = params.model_copy(update={"data": params.data.model_copy(update={"interim_dir": interim})})
+        params = tmp_params(tmp_path / backend, **{"generate.n_leads": N_LEADS, **overrides})
+        params = params.model_copy(update={"data": params.data.model_copy(update={"raw_dir": raw_dir})})
+        run_validate(params)
         run_snapshots(params)
         run_features(params)
         results[backend] = _tables(params)
@@ -90,7 +106,17 @@ def test_snapshots_and_features_on_spark_equal_duckdb(tmp_path: Path) -> None:
 
     duck, spark_tables = results["duckdb"], results["pyspark"]
     assert sorted(duck) == sorted(spark_tables)
-    assert len(duck) == 2 + 2 * 3  # snapshots per target + target x split feature tables
+    assert len(duck) == 4 + 4 + 2 + 2 * 3  # interim, quarantine, snapshots, target x split features
+    assert len(duck["quarantine/events"]) == n_bad - 1  # the padded form_submit is accepted
+    assert set(duck["quarantine/events"]["reason"]) == {
+        "unknown_event_type",
+        "bad_timestamp:ts",
+        "future_timestamp:ts",
+        "duplicate_key",
+        "unknown_lead",
+        "event_before_lead_created",
+        "missing_value:lead_id",
+    }
     for name, expected in duck.items():
-        assert len(expected) > 0, name
+        assert len(expected) > 0 or name.startswith("quarantine/"), name
         assert_frame_equal(spark_tables[name], expected, check_exact=False, rtol=1e-9, obj=name)
