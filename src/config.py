@@ -177,6 +177,10 @@ class TrainParams(_Section):
     max_cat_to_onehot: int = 8
     monotone_intent: bool = True  # engagement never lowers, staleness never raises a score
     refit_full: bool = True  # after early stopping, refit on the whole training slice with that many rounds
+    # < 1: keep this share of the training slice's negatives (all positives; calibration and test whole).
+    # For example tables larger than memory: the calibrator, fitted on the whole calibration slice,
+    # brings the probabilities back to the real base rate (docs/scale.md).
+    negative_sample_rate: float = Field(1.0, gt=0, le=1)
 
 
 class CalibrateParams(_Section):

@@ -34,6 +34,8 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from leadscore.config import Params, TargetParams, TrainParams
 from leadscore.data.contract import STAGE_RANK
@@ -347,8 +349,54 @@ def train_all(
     return TrainResult(categories, trained, predictions, summary)
 
 
+def frame_columns(spec: FeatureSpec, available: list[str]) -> list[str]:
+    """The columns training reads from a feature table (never the whole table): keys, label, model
+    features, the rule score, the segment columns and, on demo data, the oracle."""
+    keys = ["lead_id", "snapshot_ts", "label"]
+    wanted = [*keys, *spec.model_features, "rule_score", "oracle_p", *CONTEXT_COLUMNS]
+    return [c for c in dict.fromkeys(wanted) if c in available]
+
+
+def sample_negatives(batch: pa.RecordBatch, rate: float, seed: int) -> pa.RecordBatch:
+    """Every positive and a deterministic ``rate`` share of the negatives of one batch.
+
+    A negative is kept when a seeded hash of (lead_id, snapshot_ts) falls below ``rate``: the same
+    share in every snapshot period (time-stratified in expectation), the same rows on every run, and
+    decided row by row, so the table is never held whole.
+    """
+    frame = batch.to_pandas()
+    key = pd.util.hash_pandas_object(frame[["lead_id", "snapshot_ts"]], index=False, hash_key=f"{seed:016d}")
+    keep = (frame["label"].to_numpy() == 1) | (key.to_numpy() < np.uint64(rate * 2.0**64))
+    return batch.filter(pa.array(keep))
+
+
+def read_split(path: Path, spec: FeatureSpec, params: TrainParams, training: bool) -> pd.DataFrame:
+    """One feature table, only the needed columns, streamed in row groups.
+
+    For the training slice, model features are kept as float32 (half the memory; training bins them
+    anyway) and, with ``train.negative_sample_rate`` < 1, negatives are sampled while reading. The
+    calibration and test slices are always read whole, in float64, so calibration and evaluation see
+    the real class balance and the bundle's exact inputs.
+    """
+    file = pq.ParquetFile(path)
+    columns = frame_columns(spec, file.schema_arrow.names)
+    parts = []
+    for batch in file.iter_batches(batch_size=200_000, columns=columns):
+        if training and params.negative_sample_rate < 1:
+            batch = sample_negatives(batch, params.negative_sample_rate, params.seed)
+        part = batch.to_pandas()
+        if training:
+            numeric = [c for c in spec.model_features if c not in spec.categorical and c in part.columns]
+            part[numeric] = part[numeric].astype(np.float32)
+        parts.append(part)
+    if not parts:
+        return pq.read_table(path, columns=columns).to_pandas()
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
 def read_frames(params: Params) -> dict[str, dict[str, pd.DataFrame]]:
-    """The feature tables per target and split from ``data/processed``."""
+    """The feature tables per target and split from ``data/processed`` (see ``read_split``)."""
+    spec = FeatureSpec(params.features)
     out: dict[str, dict[str, pd.DataFrame]] = {}
     for target in params.snapshots.targets:
         out[target] = {}
@@ -356,7 +404,7 @@ def read_frames(params: Params) -> dict[str, dict[str, pd.DataFrame]]:
             path = params.data.processed_dir / target / f"{split}.parquet"
             if not path.exists():
                 raise FileNotFoundError(f"{path} not found: run `leadscore features` (or `dvc repro`) first")
-            out[target][split] = pd.read_parquet(path)
+            out[target][split] = read_split(path, spec, params.train, training=split == "train")
     return out
 
 
