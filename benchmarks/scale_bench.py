@@ -32,8 +32,9 @@ SPARK_STAGES = ("snapshots", "features")
 CLI = str(Path(sys.executable).with_name("leadscore"))
 
 
-def params_file(out: Path, leads: int, processed: str = "processed") -> Path:
-    """The repo's params with every data path under ``out`` and ``n_leads`` set."""
+def params_file(out: Path, leads: int, processed: str = "processed", sample_rate: float | None = None) -> Path:
+    """The repo's params with every data path under ``out`` and ``n_leads`` set (with a sample rate:
+    build and reports go to their own folders, so the full run's outputs stay)."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["data"] = {
         "raw_dir": str(out / "raw"),
@@ -44,7 +45,13 @@ def params_file(out: Path, leads: int, processed: str = "processed") -> Path:
         "reports_dir": str(out / "reports"),
     }
     raw["generate"]["n_leads"] = leads
-    path = out / f"params-{processed}.yaml"
+    suffix = processed
+    if sample_rate is not None:
+        raw["train"]["negative_sample_rate"] = sample_rate
+        raw["data"]["build_dir"] = str(out / f"build-sampled-{sample_rate}")
+        raw["data"]["reports_dir"] = str(out / f"reports-sampled-{sample_rate}")
+        suffix = f"sampled-{sample_rate}"
+    path = out / f"params-{suffix}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
@@ -81,7 +88,12 @@ def load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def run_size(leads: int, spark: bool, keep: bool) -> list[dict]:
+def metrics(reports: Path) -> dict:
+    m = json.loads((reports / "metrics.json").read_text())
+    return {t: {k: m[t]["model"][k] for k in ("roc_auc", "brier", "ece")} for t in m if "model" in m[t]}
+
+
+def run_size(leads: int, spark: bool, keep: bool, sample_rate: float | None) -> list[dict]:
     out = ROOT / "benchmarks" / "out" / "scale" / str(leads)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -98,6 +110,15 @@ def run_size(leads: int, spark: bool, keep: bool) -> list[dict]:
             seconds, gb = measure([CLI, stage, "--params", str(spark_params)], env=env)
             rows.append({"leads": leads, "engine": "pyspark local[*]", "stage": stage, "s": seconds, "gb": gb, "load": load()})
             print(json.dumps(rows[-1]), flush=True)
+    rows[STAGES.index("evaluate")]["metrics"] = metrics(out / "reports")
+    if sample_rate is not None:
+        sampled = params_file(out, leads, sample_rate=sample_rate)
+        shutil.copytree(out / "reports", out / f"reports-sampled-{sample_rate}")  # snapshots/validation reports
+        for stage in ("train", "evaluate"):
+            seconds, gb = measure([CLI, stage, "--params", str(sampled)])
+            rows.append({"leads": leads, "engine": f"duckdb, negatives x{sample_rate}", "stage": stage, "s": seconds, "gb": gb, "load": load()})
+            print(json.dumps(rows[-1]), flush=True)
+        rows[-1]["metrics"] = metrics(out / f"reports-sampled-{sample_rate}")
     summary = json.loads((out / "reports" / "snapshots.json").read_text())
     examples = sum(summary[t][s]["n"] for t in summary if t != "export_end" for s in ("train", "calibration", "test"))
     events = json.loads((out / "reports" / "validation.json").read_text())["events"]["read"]
@@ -120,8 +141,12 @@ def table(rows: list[dict]) -> str:
         )
     by_size: dict[int, list[dict]] = {}
     for r in rows:
-        if r["engine"] == "duckdb":
+        if r["engine"] == "duckdb" and r["stage"] in STAGES:
             by_size.setdefault(r["leads"], []).append(r)
+    for r in rows:
+        if "metrics" in r:
+            ms = ", ".join(f"{t}: AUC {v['roc_auc']:.4f} Brier {v['brier']:.5f} ECE {v['ece']:.4f}" for t, v in r["metrics"].items())
+            lines.append(f"| {r['leads']:,} | | | {r['engine']} | test metrics | {ms} | | | |")
     for leads, rs in by_size.items():
         total = sum(r["s"] for r in rs)
         lines.append(
@@ -136,10 +161,11 @@ def main() -> None:
     ap.add_argument("--leads", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     ap.add_argument("--spark", action="store_true", help="also run snapshots + features on Spark (smallest size)")
     ap.add_argument("--keep", action="store_true", help="keep the generated data and outputs")
+    ap.add_argument("--sample-rate", type=float, default=None, help="also train + evaluate with this negative_sample_rate")
     args = ap.parse_args()
     rows = []
     for i, leads in enumerate(args.leads):
-        rows += run_size(leads, spark=args.spark and i == 0, keep=args.keep)
+        rows += run_size(leads, spark=args.spark and i == 0, keep=args.keep, sample_rate=args.sample_rate)
     text = table(rows)
     print(text)
     out = ROOT / "benchmarks" / "out"
