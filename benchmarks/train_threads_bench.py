@@ -4,9 +4,11 @@
     .venv/bin/python benchmarks/train_threads_bench.py --rounds 300 --spinners 2
 
 Fits the sql model's training slice (the pipeline's own encoder and LightGBM settings) for a fixed
-number of rounds, once per (threads, layout), first on the machine as it is and then with ``--spinners``
-busy-looping processes beside it (what other jobs on a shared 2-core box do). Each fit runs in its own
-subprocess so OpenMP starts fresh. Prints ms per round and the busy/quiet ratio; `uptime` load beside.
+number of rounds, once per (OpenMP wait policy, threads, layout), first on the machine as it is and then
+with ``--spinners`` busy-looping processes beside it (what other jobs on a shared 2-core box do). Each
+fit runs in its own subprocess so OpenMP starts fresh with the policy under test (ACTIVE: OpenMP's
+default spin-waiting; PASSIVE: what ``import leadscore`` sets). Prints ms per round and the busy/quiet
+ratio, with the load average before each pass.
 """
 
 from __future__ import annotations
@@ -63,14 +65,15 @@ def main() -> None:
         print(json.dumps(fit(int(args.child[0]), args.child[1], args.rounds, args.data)))
         return
     cpus = len(os.sched_getaffinity(0))
-    configs = [(t, layout) for t in sorted({1, cpus}) for layout in ("col", "row")]
+    configs = [(policy, t, layout) for policy in ("ACTIVE", "PASSIVE") for t in sorted({1, cpus}) for layout in ("col", "row")]
 
-    def run_all() -> dict[tuple[int, str], float]:
+    def run_all() -> dict[tuple[str, int, str], float]:
         out = {}
-        for t, layout in configs:
+        for policy, t, layout in configs:
             cmd = [sys.executable, __file__, "--data", args.data, "--rounds", str(args.rounds)]
-            res = subprocess.run([*cmd, "--child", str(t), layout], capture_output=True, text=True, check=True)
-            out[(t, layout)] = json.loads(res.stdout.strip().splitlines()[-1])
+            env = {**os.environ, "OMP_WAIT_POLICY": policy}
+            res = subprocess.run([*cmd, "--child", str(t), layout], capture_output=True, text=True, check=True, env=env)
+            out[(policy, t, layout)] = json.loads(res.stdout.strip().splitlines()[-1])
         return out
 
     load_quiet = os.getloadavg()
@@ -87,11 +90,11 @@ def main() -> None:
             s.terminate()
     print(f"rows: {args.data}, {args.rounds} rounds; load (1/5/15 min) before quiet run {load_quiet}, "
           f"busy run {load_busy} (+{args.spinners} spinning processes)")
-    print("| threads | layout | quiet ms/round | busy ms/round | busy / quiet |")
-    print("|---|---|---|---|---|")
+    print("| OMP_WAIT_POLICY | threads | layout | quiet ms/round | busy ms/round | busy / quiet |")
+    print("|---|---|---|---|---|---|")
     for key in configs:
         q, b = quiet[key] * 1000, busy[key] * 1000
-        print(f"| {key[0]} | {key[1]}_wise | {q:.1f} | {b:.1f} | {b / q:.1f}x |")
+        print(f"| {key[0]} | {key[1]} | {key[2]}_wise | {q:.1f} | {b:.1f} | {b / q:.1f}x |")
 
 
 if __name__ == "__main__":
