@@ -10,7 +10,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+.venv/bin/python -m pip install --quiet -e '.[dev,spark]'
 
 # The HTML report is checked in a real headless browser (Debian's chromium). Install it when we can.
 if ! command -v chromium >/dev/null 2>&1; then
@@ -19,6 +19,17 @@ if ! command -v chromium >/dev/null 2>&1; then
       || echo "warning: could not install chromium; browser tests will be skipped" >&2
   else
     echo "note: chromium not found; install it (apt-get install chromium) to run the browser tests" >&2
+  fi
+fi
+
+# The Spark parity test runs Spark in local mode, which needs a Java runtime (Debian's OpenJDK 17).
+if ! command -v java >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null) \
+      || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null) \
+      || echo "warning: could not install Java; Spark tests will be skipped" >&2
+  else
+    echo "note: java not found; install it (apt-get install openjdk-17-jre-headless) to run the Spark tests" >&2
   fi
 fi
 

@@ -26,6 +26,29 @@ class DataParams(_Section):
     reports_dir: Path = Path("reports")
 
 
+class SparkParams(_Section):
+    """A SparkSession for ``engine.backend: pyspark`` (local mode by default, or a cluster's master URL)."""
+
+    master: str = "local[*]"  # local[N] on one machine; spark://host:7077, yarn, k8s://... on a cluster
+    app_name: str = "leadscore"
+    conf: dict[str, str] = {}  # any spark.* setting, e.g. spark.executor.memory: 8g
+
+
+class EngineParams(_Section):
+    """Where the data stages (validate, snapshots, features) run: one Ibis backend for all three.
+
+    ``LEADSCORE_ENGINE`` in the environment overrides ``backend`` (e.g. ``LEADSCORE_ENGINE=pyspark``).
+    """
+
+    backend: str = "duckdb"  # duckdb (embedded) | pyspark | another Ibis backend (snowflake, bigquery, ...)
+    threads: int | None = Field(None, ge=1)  # DuckDB threads; null: the CPUs this process may use
+    memory_limit: str | None = None  # DuckDB memory limit ("6GB"); past it DuckDB spills to temp_dir
+    temp_dir: Path | None = None  # DuckDB spill folder; null: <data.build_dir>/engine-tmp
+    batch_rows: int = Field(250_000, ge=1000)  # rows per Arrow batch streamed back to Python
+    spark: SparkParams = SparkParams()
+    connect: dict[str, Any] = {}  # keyword arguments of ibis.<backend>.connect for other backends
+
+
 class FunnelRates(_Section):
     mql_to_sql: float = Field(0.19, gt=0, lt=1)
     sql_to_won: float = Field(0.27, gt=0, lt=1)
@@ -149,11 +172,15 @@ class TrainParams(_Section):
     lambda_l2: float = Field(1.0, ge=0)
     n_estimators: int = Field(1000, ge=1)
     early_stopping_rounds: int = Field(50, ge=1)
-    num_threads: int = Field(2, ge=1)
+    num_threads: int | None = Field(None, ge=1)  # null: the CPUs this process may use (see runtime)
     cat_smooth: float = 10
     max_cat_to_onehot: int = 8
     monotone_intent: bool = True  # engagement never lowers, staleness never raises a score
     refit_full: bool = True  # after early stopping, refit on the whole training slice with that many rounds
+    # < 1: keep this share of the training slice's negatives (all positives; calibration and test whole).
+    # For example tables larger than memory: the calibrator, fitted on the whole calibration slice,
+    # brings the probabilities back to the real base rate (docs/scale.md).
+    negative_sample_rate: float = Field(1.0, gt=0, le=1)
 
 
 class CalibrateParams(_Section):
@@ -401,6 +428,7 @@ class Params(_Section):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     data: DataParams = DataParams()
+    engine: EngineParams = EngineParams()
     generate: GenerateParams = GenerateParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
     snapshots: SnapshotParams

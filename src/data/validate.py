@@ -27,17 +27,21 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pandas.api import types as ptypes
 
 from leadscore.config import Params, ValidateParams
+from leadscore.data import validate_events as ev
 from leadscore.data.contract import PRIMARY_KEYS, REQUIRED_COLUMNS, STAGE_RANK, TABLES
-from leadscore.data.load import read_table
+from leadscore.data.load import read_table, table_sources
 from leadscore.data.schemas import COLUMN_KINDS, STR, TIMESTAMP, row_failures, table_schema
 
 log = logging.getLogger(__name__)
@@ -260,16 +264,6 @@ def _lead_positions(lead_ids: pd.Series, leads: pd.DataFrame) -> np.ndarray:
     return pd.Index(leads["lead_id"]).get_indexer(lead_ids)
 
 
-def _check_events(events: pd.DataFrame, leads: pd.DataFrame, reasons: _Reasons) -> None:
-    """Flag events of unknown leads and events well before their lead was created."""
-    pos = _lead_positions(events["lead_id"], leads)
-    reasons.add(pos < 0, "unknown_lead")
-    if len(leads):
-        created = leads["created_at"].to_numpy()[np.maximum(pos, 0)]
-        early = (pos >= 0) & (events["ts"].to_numpy() < created - EVENT_BEFORE_LEAD_TOLERANCE.to_numpy())
-        reasons.add(early, "event_before_lead_created")
-
-
 def stage_out_of_order(stages: pd.DataFrame) -> pd.Series:
     """Return a boolean Series (``stages``' index): rows whose stage moves the funnel backwards.
 
@@ -313,23 +307,35 @@ def _quarantine(raw: pd.DataFrame, reasons: _Reasons) -> pd.DataFrame:
     return rows
 
 
-def validate_tables(raw: dict[str, pd.DataFrame], params: ValidateParams) -> ValidationResult:
+def validate_tables(
+    raw: dict[str, pd.DataFrame],
+    params: ValidateParams,
+    events: tuple[ibis.BaseBackend, ibis.Table] | None = None,
+) -> ValidationResult:
     """Validate the raw contract tables and return accepted/quarantined rows and per-table reports.
 
-    ``raw``: table name -> frame as read (CSV strings or typed Parquet). Raises ContractError for a
-    missing table or column. Does not apply ``max_reject_share`` (see :func:`check_reject_share`).
+    ``raw``: table name -> frame as read (CSV strings or typed Parquet). ``events``: instead of
+    ``raw["events"]``, an engine connection and the events table in it (with ``_row``, see
+    ``validate_events.numbered_copy``); then ``tables["events"]`` is the engine expression of the
+    checked events, for the caller to write. Raises ContractError for a missing table or column.
+    Does not apply ``max_reject_share`` (see :func:`check_reject_share`).
     """
-    missing = [t for t in TABLES if t not in raw]
+    have = set(raw) | ({"events"} if events is not None else set())
+    missing = [t for t in TABLES if t not in have]
     if missing:
-        raise ContractError(f"missing table(s) {missing}; got {sorted(raw)}")
+        raise ContractError(f"missing table(s) {missing}; got {sorted(have)}")
     for table in TABLES:
-        _check_columns(table, raw[table])
+        if table == "events" and events is not None:
+            _check_columns(table, pd.DataFrame(columns=[c for c in events[1].columns if c != ev.ROW]))
+        else:
+            _check_columns(table, raw[table])
     export_time = _export_time(params)
     max_ts = export_time + pd.Timedelta(hours=params.future_tolerance_hours)
 
-    reasons = {t: _Reasons(len(raw[t])) for t in TABLES}
-    df = {t: _normalise(t, raw[t].reset_index(drop=True), reasons[t]) for t in TABLES}
-    for t in TABLES:
+    small = tuple(t for t in TABLES if t != "events")
+    reasons = {t: _Reasons(len(raw[t])) for t in small}
+    df = {t: _normalise(t, raw[t].reset_index(drop=True), reasons[t]) for t in small}
+    for t in small:
         _check_domain(t, df[t], reasons[t], max_ts)
         _check_keys(t, df[t], reasons[t])
 
@@ -342,32 +348,79 @@ def validate_tables(raw: dict[str, pd.DataFrame], params: ValidateParams) -> Val
     if orphan.any():
         leads.loc[orphan, "account_id"] = np.nan
         notes["leads"]["unknown_account_nulled"] = int(orphan.sum())
-    accepted_leads = leads.loc[reasons["leads"].ok, ["lead_id", "created_at"]]
-    _check_events(df["events"], accepted_leads, reasons["events"])
+    accepted_leads = leads.loc[reasons["leads"].ok, ["lead_id", "created_at"]].reset_index(drop=True)
     _check_stages(df["stage_history"], accepted_leads, reasons["stage_history"])
 
     tables, quarantine, reports = {}, {}, {}
-    for t in TABLES:
+    for t in small:
         ok = reasons[t].ok
         tables[t] = df[t] if ok.all() else df[t].loc[ok].reset_index(drop=True)
         quarantine[t] = _quarantine(raw[t].reset_index(drop=True), reasons[t])
-        counts = reasons[t].counts() | notes[t]
-        reports[t] = TableReport(
-            table=t,
-            read=len(ok),
-            accepted=int(ok.sum()),
-            quarantined=int((~ok).sum()),
-            reasons=dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
-        )
-        log.info(
-            "%s: read %d, accepted %d, quarantined %d %s",
-            t,
-            reports[t].read,
-            reports[t].accepted,
-            reports[t].quarantined,
-            reports[t].reasons,
-        )
+        reports[t] = _report(t, len(ok), reasons[t].counts() | notes[t])
+    if events is None:
+        # In-memory frames (tests, notebooks): the same engine expression, on an in-memory DuckDB.
+        con = ibis.duckdb.connect()
+        frame = raw["events"].reset_index(drop=True)
+        arrow = pa.Table.from_pandas(frame.assign(**{ev.ROW: np.arange(len(frame))}), preserve_index=False)
+        # an empty or all-missing column has no type: it is text, as a CSV export would give it
+        arrow = arrow.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
+                                      for f in arrow.schema]))
+        events = con.create_table("events_raw", arrow, temp=True)
+        checked = _check_events(con, events, accepted_leads, max_ts)
+        tables["events"] = _events_frame(ev.accepted(checked).to_pyarrow().to_pandas())
+    else:
+        con, events = events
+        checked = _check_events(con, events, accepted_leads, max_ts)
+        # The accepted events stay in the engine: the caller writes them (``run_validate``).
+        tables["events"] = checked
+    counts = ev.reason_counts(checked)
+    quarantine["events"] = _events_quarantine(ev.rejected_rows(events, checked))
+    reports["events"] = _report("events", int(events.count().to_pyarrow().as_py()), counts)
+    reports = {t: reports[t] for t in TABLES}
     return ValidationResult(tables=tables, quarantine=quarantine, reports=reports, export_time=export_time)
+
+
+def _check_events(
+    con: ibis.BaseBackend, events: ibis.Table, accepted_leads: pd.DataFrame, max_ts: pd.Timestamp
+) -> ibis.Table:
+    """The events' reasons, computed in the engine against the accepted leads (uploaded once)."""
+    # One row per lead: small next to the events; the backend registers it with each query.
+    return ev.checked(events, ibis.memtable(accepted_leads), max_ts, EVENT_BEFORE_LEAD_TOLERANCE)
+
+
+def _events_frame(accepted: pd.DataFrame) -> pd.DataFrame:
+    """Accepted events in the pipeline's pandas types (text as ``str``, timestamps in microseconds)."""
+    kinds = COLUMN_KINDS["events"]
+    for col, kind in kinds.items():
+        if col in accepted.columns and kind in ("id", "text", "lower"):
+            accepted[col] = accepted[col].astype(STR)
+        elif col in accepted.columns and kind == "timestamp":
+            accepted[col] = accepted[col].astype(TIMESTAMP)
+    return accepted
+
+
+def _events_quarantine(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rejected events like the other tables' quarantine: index source_row, reason, raw values as text."""
+    reason = rows.pop(ev.REASON).astype(STR)
+    index = pd.Index(rows.pop(ev.ROW).to_numpy(), name=SOURCE_ROW)
+    out = rows.astype(STR)
+    out.insert(0, "reason", reason.to_numpy())
+    out["reason"] = out["reason"].astype(STR)
+    out.index = index
+    return out
+
+
+def _report(table: str, read: int, counts: dict[str, int]) -> TableReport:
+    quarantined = sum(n for r, n in counts.items() if r not in NOTE_REASONS)
+    report = TableReport(
+        table=table,
+        read=read,
+        accepted=read - quarantined,
+        quarantined=quarantined,
+        reasons=dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+    )
+    log.info("%s: read %d, accepted %d, quarantined %d %s", table, read, report.accepted, quarantined, counts)
+    return report
 
 
 # --- the I/O edge ----------------------------------------------------------------------------------
@@ -418,6 +471,38 @@ def check_reject_share(result: ValidationResult, max_share: float, quarantine_di
         raise ContractError("\n".join(problems))
 
 
+def _validate_in_engine(params: Params) -> ValidationResult:
+    """Contract tables from ``data.raw_dir``: the per-lead tables in pandas, the events in the engine.
+
+    Writes the accepted tables to ``interim_dir``; the accepted events are written by the engine
+    (``result.tables["events"]`` is their engine expression, valid only inside this call).
+    """
+    from leadscore.engine import session, write_parquet
+
+    data = params.data
+    raw = {t: read_table(data.raw_dir, t) for t in TABLES if t != "events"}
+    staging = ev.numbered_copy(
+        table_sources(data.raw_dir, "events"),
+        data.build_dir / "engine-tmp" / f"events-{uuid.uuid4().hex[:12]}.parquet",
+        params.engine.batch_rows,
+    )
+    try:
+        with session(params) as con:
+            events = con.read_parquet(str(staging))
+            result = validate_tables(raw, params.validate_, events=(con, events))
+            for t in TABLES:
+                path = data.interim_dir / f"{t}.parquet"
+                if t != "events":
+                    result.tables[t].to_parquet(path, index=False)
+                    continue
+                accepted = ev.accepted(result.tables[t])
+                schema = None if con.name == "duckdb" else accepted.schema().to_pyarrow()
+                write_parquet(con, accepted, path, params.engine.batch_rows, schema=schema)
+    finally:
+        staging.unlink(missing_ok=True)
+    return result
+
+
 def run_validate(params: Params) -> ValidationResult:
     """Read ``data.raw_dir``, validate, write accepted tables, quarantine and report, check the bound.
 
@@ -427,21 +512,20 @@ def run_validate(params: Params) -> ValidationResult:
     generator's oracle) is not a contract table and is neither read nor moved.
     """
     data = params.data
-    if params.mapping is not None:  # a CRM export: its column mapping makes the contract tables
-        from leadscore.data.mapping import run_mapping
-
-        raw = run_mapping(params)
-    else:
-        raw = {t: read_table(data.raw_dir, t) for t in TABLES}
-        # The mapping report is a DVC metric of this stage, so it exists in contract mode too.
-        data.reports_dir.mkdir(parents=True, exist_ok=True)
-        (data.reports_dir / "mapping.json").write_text(json.dumps({"mode": "contract"}) + "\n")
-    result = validate_tables(raw, params.validate_)
     quarantine_dir = data.interim_dir / "quarantine"
     quarantine_dir.mkdir(parents=True, exist_ok=True)
     data.reports_dir.mkdir(parents=True, exist_ok=True)
+    if params.mapping is not None:  # a CRM export: its column mapping makes the contract tables
+        from leadscore.data.mapping import run_mapping
+
+        result = validate_tables(run_mapping(params), params.validate_)
+        for t in TABLES:
+            result.tables[t].to_parquet(data.interim_dir / f"{t}.parquet", index=False)
+    else:
+        # The mapping report is a DVC metric of this stage, so it exists in contract mode too.
+        (data.reports_dir / "mapping.json").write_text(json.dumps({"mode": "contract"}) + "\n")
+        result = _validate_in_engine(params)
     for t in TABLES:
-        result.tables[t].to_parquet(data.interim_dir / f"{t}.parquet", index=False)
         result.quarantine[t].to_parquet(quarantine_dir / f"{t}.parquet", index=True)
     report = {
         t: {"read": r.read, "accepted": r.accepted, "quarantined": r.quarantined, "reasons": r.reasons}

@@ -114,6 +114,23 @@ def assemble(
     return out[keep]
 
 
+def aggregates_expr(
+    events: ibis.Table, stages: ibis.Table, examples: ibis.Table, spec: FeatureSpec
+) -> ibis.Table:
+    """Event and stage aggregates per (lead_id, snapshot_ts) of ``examples``, in one engine expression.
+
+    Only keys with an event or a stage row before t are present; ``assemble`` fills the rest.
+    """
+    ev = event_aggregates_expr(events, examples, spec)
+    st = stage_aggregates_expr(stages, examples)
+    return ev.outer_join(st, list(KEYS)).select(
+        lead_id=ibis.coalesce(ev.lead_id, st.lead_id),
+        snapshot_ts=ibis.coalesce(ev.snapshot_ts, st.snapshot_ts),
+        **{c: ev[c].cast("float64") for c in spec.event_aggregates},
+        **{c: st[c].cast("float64") for c in spec.stage_aggregates},
+    )
+
+
 def build_features(
     con: ibis.BaseBackend,
     events: ibis.Table,
@@ -123,20 +140,12 @@ def build_features(
     spec: FeatureSpec,
     baseline: BaselineParams,
 ) -> pd.DataFrame:
-    """Feature table for ``examples`` (lead_id, snapshot_ts, ...): the whole batch path in one call."""
+    """Feature table for in-memory ``examples`` (lead_id, snapshot_ts, ...): the whole batch path in one
+    call, for tests and notebooks. The pipeline stage streams instead (``features.stage``)."""
+    from leadscore.engine import scratch_table
+
     unique = examples[list(KEYS)].drop_duplicates()
-    ex_table = con.create_table("_examples", unique, overwrite=True)
-    ev = event_aggregates_expr(events, ex_table, spec)
-    st = stage_aggregates_expr(stages, ex_table)
-    aggregates = (
-        ev.outer_join(st, list(KEYS))
-        .select(
-            lead_id=ibis.coalesce(ev.lead_id, st.lead_id),
-            snapshot_ts=ibis.coalesce(ev.snapshot_ts, st.snapshot_ts),
-            **{c: ev[c] for c in spec.event_aggregates},
-            **{c: st[c] for c in spec.stage_aggregates},
-        )
-        .to_pandas()
-    )
+    with scratch_table(con, unique, "examples") as ex_table:
+        aggregates = aggregates_expr(events, stages, ex_table, spec).to_pandas()
     aggregates["snapshot_ts"] = aggregates["snapshot_ts"].astype(examples["snapshot_ts"].dtype)
     return assemble(examples, aggregates, attributes, spec, baseline)

@@ -42,16 +42,21 @@ class MatrixEncoder:
         ):
             raise ValueError("the feature spec must list numeric features before categorical ones")
 
-    def transform(self, cols: Mapping[str, np.ndarray] | pd.DataFrame) -> np.ndarray:
-        """(n, n_features) float64 matrix in ``spec.model_features`` order (numeric columns first).
+    def transform(
+        self, cols: Mapping[str, np.ndarray] | pd.DataFrame, dtype: type[np.floating] = np.float64
+    ) -> np.ndarray:
+        """(n, n_features) matrix in ``spec.model_features`` order (numeric columns first).
+
+        ``dtype``: float64 for scoring; training passes float32 to halve the matrix it bins.
 
         Built column-major in one pass per block: this runs on the API's hot path for every request.
         """
         names = self.feature_names_
         n_num = len(names) - len(self.categorical_indices_)
         n = len(cols[names[0]])
-        out = np.empty((len(names), n), dtype=np.float64)
-        out[:n_num] = [np.asarray(cols[name], dtype=np.float64) for name in names[:n_num]]
+        out = np.empty((len(names), n), dtype=dtype)
+        for j, name in enumerate(names[:n_num]):
+            out[j] = np.asarray(cols[name], dtype=np.float64)
         for j in self.never_rows_:
             # "Never happened" is the far end of recency, not missing: as a large number the monotone
             # constraint (staleness never raises P) covers it too.

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import ibis
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from leadscore.config import Params
+from leadscore.engine import batches, read_parquet, scratch_table, session
 from leadscore.features.attributes import lead_attributes
-from leadscore.features.batch import build_features
-from leadscore.features.snapshots import SPLITS, build_examples, data_end
+from leadscore.features.batch import KEYS, aggregates_expr, assemble
+from leadscore.features.snapshots import SPLITS, build_examples
 from leadscore.features.spec import FeatureSpec
 from leadscore.progress import progress
 
@@ -37,25 +40,43 @@ def features_path(params: Params, target: str, split: str) -> Path:
     return params.data.processed_dir / target / f"{split}.parquet"
 
 
+def export_end(con: ibis.BaseBackend, interim_dir: Path) -> pd.Timestamp:
+    """The effective export time: the latest timestamp in leads, events and stage history.
+
+    Three scalar aggregates run in the engine; no table is read into Python.
+    """
+    latest = []
+    for table, column in (("leads", "created_at"), ("events", "ts"), ("stage_history", "ts")):
+        value = read_parquet(con, interim_dir / f"{table}.parquet")[column].max().to_pyarrow().as_py()
+        if value is not None:
+            latest.append(pd.Timestamp(value).tz_localize(None) if pd.Timestamp(value).tzinfo else value)
+    return pd.Timestamp(max(latest)).as_unit("us")
+
+
 def run_snapshots(params: Params) -> dict[str, dict]:
     """Write labelled, split examples per target (+ the oracle's probability on demo data)."""
-    tables = read_interim(params, ("leads", "events", "stage_history"))
-    end = pd.Timestamp(params.validate_.export_time) if params.validate_.export_time else data_end(tables)
+    interim = params.data.interim_dir
+    # Per-lead tables (one row per lead, a few stage rows per lead): only the columns the labels need.
+    leads = pd.read_parquet(interim / "leads.parquet", columns=["lead_id", "created_at"])
+    stage_history = pd.read_parquet(interim / "stage_history.parquet", columns=["lead_id", "stage", "ts"])
+    if params.validate_.export_time:
+        end = pd.Timestamp(params.validate_.export_time)
+    else:
+        with session(params) as con:
+            end = export_end(con, interim)
     truth_path = params.data.raw_dir / TRUTH_FILE
     truth = pd.read_parquet(truth_path) if truth_path.exists() else None
     summary: dict[str, dict] = {"export_end": str(end)}
     with progress() as bar:
         task = bar.add_task("snapshots", total=len(params.snapshots.targets))
         for name, target in params.snapshots.targets.items():
-            examples, bounds = build_examples(
-                tables["leads"], tables["stage_history"], end, params.snapshots, target
-            )
+            examples, bounds = build_examples(leads, stage_history, end, params.snapshots, target)
             if truth is not None:
                 # Demo data only: the generator's exact probability, so reports can show the ceiling.
                 from leadscore.data.generate import true_probability
 
                 examples["oracle_p"] = true_probability(
-                    truth, tables["stage_history"], examples, target.stage, target.horizon_days
+                    truth, stage_history, examples, target.stage, target.horizon_days
                 )
             path = snapshots_path(params, name)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,28 +99,88 @@ def run_snapshots(params: Params) -> dict[str, dict]:
     return summary
 
 
+def _assemble_batch(
+    batch: pa.RecordBatch,
+    example_schema: pa.Schema,
+    attributes: pd.DataFrame,
+    spec: FeatureSpec,
+    params: Params,
+) -> pd.DataFrame:
+    """One streamed batch of examples + aggregates -> feature rows (attributes, derived, rule score)."""
+    aggregate_cols = [*spec.event_aggregates, *spec.stage_aggregates]
+    # Cast to the snapshot file's types, so every engine hands over the same column types.
+    examples = pa.Table.from_batches([batch.select(example_schema.names)]).cast(example_schema).to_pandas()
+    aggregates = pd.DataFrame({c: batch.column(c).to_numpy(zero_copy_only=False) for c in aggregate_cols})
+    aggregates = aggregates.astype("float64")
+    for key in KEYS:
+        aggregates[key] = examples[key].to_numpy()
+    return assemble(examples, aggregates, attributes, spec, params.baseline)
+
+
 def run_features(params: Params) -> dict[str, int]:
-    """Build the feature table once for every distinct (lead, t), then write it per target and split."""
+    """Build the feature tables per target and split, streaming from the engine.
+
+    The joins and aggregates over events run in the engine; only one batch of example rows at a time
+    comes back to Python, where the lead attributes, derived columns and the rule score are added (the
+    same NumPy code the online builder runs), and is appended to the split's Parquet file.
+    """
     spec = FeatureSpec(params.features)
     tables = read_interim(params, ("accounts", "leads"))
-    examples = {name: pd.read_parquet(snapshots_path(params, name)) for name in params.snapshots.targets}
-    keys = pd.concat([e[["lead_id", "snapshot_ts"]] for e in examples.values()]).drop_duplicates()
-    con = ibis.duckdb.connect()
-    events = con.read_parquet(params.data.interim_dir / "events.parquet")
-    stages = con.read_parquet(params.data.interim_dir / "stage_history.parquet")
-    with progress() as bar:
-        task = bar.add_task("features", total=1 + len(examples))
-        attrs = lead_attributes(tables["leads"], tables["accounts"], spec.params)
-        feats = build_features(con, events, stages, keys, attrs, spec, params.baseline)
-        bar.advance(task)
-        counts: dict[str, int] = {}
-        for name, ex in examples.items():
-            table = ex.merge(feats, on=["lead_id", "snapshot_ts"], how="left", validate="one_to_one")
-            for split in SPLITS:
-                path = features_path(params, name, split)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                part = table[table["split"] == split].reset_index(drop=True)
-                part.to_parquet(path, index=False)
-                counts[f"{name}/{split}"] = len(part)
+    attrs = lead_attributes(tables["leads"], tables["accounts"], spec.params)
+    del tables
+    interim = params.data.interim_dir
+    counts: dict[str, int] = {}
+    with session(params) as con, progress() as bar:
+        events = read_parquet(con, interim / "events.parquet")
+        stages = read_parquet(con, interim / "stage_history.parquet")
+        snaps = {name: read_parquet(con, snapshots_path(params, name)) for name in params.snapshots.targets}
+        task = bar.add_task("features", total=1 + len(snaps) * len(SPLITS))
+        keys = ibis.union(*[t.select(*KEYS) for t in snaps.values()], distinct=True)
+        with (
+            scratch_table(con, keys, "keys") as key_table,
+            scratch_table(con, aggregates_expr(events, stages, key_table, spec), "aggregates") as aggs,
+        ):
             bar.advance(task)
+            for name, snap in snaps.items():
+                example_schema = pq.read_schema(snapshots_path(params, name))
+                agg_cols = [c for c in aggs.columns if c not in KEYS]
+                for split in SPLITS:
+                    rows = snap.filter(snap.split == split)
+                    joined = rows.left_join(aggs, list(KEYS)).select(
+                        *[rows[c] for c in example_schema.names], *[aggs[c] for c in agg_cols]
+                    )
+                    joined = joined.order_by([joined.snapshot_ts, joined.lead_id])
+                    counts[f"{name}/{split}"] = _write_stream(
+                        joined, features_path(params, name, split), example_schema, attrs, spec, params
+                    )
+                    bar.advance(task)
     return counts
+
+
+def _write_stream(
+    expr: ibis.Table,
+    path: Path,
+    example_schema: pa.Schema,
+    attributes: pd.DataFrame,
+    spec: FeatureSpec,
+    params: Params,
+) -> int:
+    """Stream ``expr`` in batches, assemble each and append it to one Parquet file; return the rows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer: pq.ParquetWriter | None = None
+    rows = 0
+    try:
+        for batch in batches(expr, params.engine.batch_rows):
+            part = _assemble_batch(batch, example_schema, attributes, spec, params)
+            table = pa.Table.from_pandas(part, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table.cast(writer.schema))
+            rows += len(part)
+        if writer is None:  # an empty split still gets its file with every column
+            empty = pa.Table.from_batches([], schema=expr.schema().to_pyarrow())
+            writer = pq.ParquetWriter(path, empty.schema)
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
