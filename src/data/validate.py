@@ -419,7 +419,8 @@ def check_reject_share(result: ValidationResult, max_share: float, quarantine_di
 
 
 def run_validate(params: Params) -> ValidationResult:
-    """Read ``data.raw_dir``, validate, write accepted tables, quarantine and report, check the bound.
+    """Read ``data.source`` (the demo or the user's export; read only), validate, write accepted tables,
+    quarantine and report, check the bound.
 
     Writes ``interim_dir/{table}.parquet``, ``interim_dir/quarantine/{table}.parquet`` and
     ``reports_dir/validation.json`` (always, so a failure can be inspected), then raises ContractError
@@ -432,7 +433,7 @@ def run_validate(params: Params) -> ValidationResult:
 
         raw = run_mapping(params)
     else:
-        raw = {t: read_table(data.raw_dir, t) for t in TABLES}
+        raw = {t: read_table(data.source, t) for t in TABLES}
         # The mapping report is a DVC metric of this stage, so it exists in contract mode too.
         data.reports_dir.mkdir(parents=True, exist_ok=True)
         (data.reports_dir / "mapping.json").write_text(json.dumps({"mode": "contract"}) + "\n")

@@ -41,7 +41,7 @@ def run_snapshots(params: Params) -> dict[str, dict]:
     """Write labelled, split examples per target (+ the oracle's probability on demo data)."""
     tables = read_interim(params, ("leads", "events", "stage_history"))
     end = pd.Timestamp(params.validate_.export_time) if params.validate_.export_time else data_end(tables)
-    truth_path = params.data.raw_dir / TRUTH_FILE
+    truth_path = params.data.source / TRUTH_FILE
     truth = pd.read_parquet(truth_path) if truth_path.exists() else None
     summary: dict[str, dict] = {"export_end": str(end)}
     with progress() as bar:

@@ -34,7 +34,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from leadscore.config import FlatParams, FlatSplitParams, Params
+from leadscore.config import FlatParams, FlatSplitParams, Params, TableParams
 from leadscore.data.flat import (
     CLEANING_RULES,
     ColumnSpec,
@@ -77,8 +77,11 @@ def _cut(dates: pd.Series, rows: np.ndarray, share: float) -> pd.Timestamp:
     return pd.Timestamp(ordered[max(0, min(len(ordered) - 1, int(np.ceil(share * len(ordered))) - 1))])
 
 
-def split_rows(y: np.ndarray, dates: pd.Series | None, params: FlatSplitParams, seed: int) -> FlatSplit:
-    """Time-ordered slices when ``dates`` is given (rows of one date stay together), else stratified.
+def split_rows(
+    y: np.ndarray, dates: pd.Series | None, params: FlatSplitParams, seed: int, in_order: bool = False
+) -> FlatSplit:
+    """Time-ordered slices when ``dates`` is given (rows of one date stay together), by row position when
+    ``in_order`` (the rows are in time order: ``--rows-in-time-order``), else stratified.
 
     Raises :class:`FlatDataError` when a slice lacks one of the classes (too few rows for an estimate).
     """
@@ -103,6 +106,20 @@ def split_rows(y: np.ndarray, dates: pd.Series | None, params: FlatSplitParams, 
             if m.any():
                 bounds[name] = [str(pd.Timestamp(d[m].min())), str(pd.Timestamp(d[m].max()))]
         mode = "time"
+    elif in_order:
+        # Row order stands for time: the first rows train, the next calibrate, the last test.
+        pos = np.arange(n)
+        t_end, c_end = round(params.train * n), round((params.train + params.calibration) * n)
+        split[:] = "test"
+        split[pos < c_end] = "calibration"
+        split[pos < t_end] = "train"
+        validation = pos >= round(t_end * (1.0 - params.validation_share))
+        validation &= split == "train"
+        for name in SPLITS:
+            m = np.flatnonzero(split == name)
+            if len(m):
+                bounds[name] = [f"row {int(m[0])}", f"row {int(m[-1])}"]
+        mode = "row order"
     else:
         rng = np.random.default_rng(seed)
         validation = np.zeros(n, dtype=bool)
@@ -155,7 +172,7 @@ def build_spec(prepared: Prepared, columns: list[str], train: np.ndarray, params
 
 
 def fit_booster(
-    x: np.ndarray, y: np.ndarray, validation: np.ndarray, spec: FlatSpec, params: Params
+    x: np.ndarray, y: np.ndarray, validation: np.ndarray, spec: FlatSpec, params: Params | TableParams
 ) -> tuple[str, dict[str, Any]]:
     """LightGBM on the training rows: early stopping on ``validation`` rows, then a refit on all of them
     for the rounds found (the held-out period is the most recent: it should not be lost for good).
@@ -198,20 +215,38 @@ class FlatResult:
     split: FlatSplit
     train_summary: dict[str, Any]
     source: str
+    notes: tuple[str, ...] = ()  # warnings found after training (an implausibly high test AUC)
 
     @property
     def warnings(self) -> list[str]:
-        return list(self.prepared.warnings)
+        return [*self.prepared.warnings, *self.notes]
 
 
-def train_flat(raw: pd.DataFrame, target: str, params: Params, source: str = "export") -> FlatResult:
+IMPLAUSIBLE_AUC = 0.95  # honest lead scoring on real exports lands at 0.65-0.90
+
+
+def implausible_auc_warning(auc: float, guard_result: GuardResult) -> str | None:
+    """A plain warning naming the strongest kept columns when the test ROC-AUC is too good to be true."""
+    if not np.isfinite(auc) or auc <= IMPLAUSIBLE_AUC:
+        return None
+    strongest = ", ".join(f"{e.column!r} (AUC alone {e.auc:.2f})" for e in guard_result.strongest(3))
+    return (
+        f"WARNING: test ROC-AUC {auc:.3f} is implausibly high for lead scoring (honest models on real "
+        f"exports land at 0.65-0.90): a column filled in after the outcome probably leaks. Strongest "
+        f"columns used: {strongest or 'none'}. Check how they are filled in and --drop the leaky ones."
+    )
+
+
+def train_flat(
+    raw: pd.DataFrame, target: str, params: Params | TableParams, source: str = "export"
+) -> FlatResult:
     """Clean ``raw`` (the export as text), guard, split, train, calibrate, evaluate. No I/O."""
     fp = params.flat
     prepared = prepare(raw, target, fp, source)
     y = prepared.y.astype(np.int64)
-    sp = split_rows(y, prepared.dates, fp.split, params.train.seed)
+    sp = split_rows(y, prepared.dates, fp.split, params.train.seed, fp.rows_in_time_order)
     train = sp.split == "train"
-    allow = {resolve_column(c, prepared.names, "flat.allow_columns", source) for c in fp.allow_columns}
+    allow = {resolve_column(c, prepared.names, "--allow", source) for c in fp.allow_columns}
     guard_frame = prepared.frame.loc[train].copy()
     for c, kind in prepared.kinds.items():
         if kind != "category":
@@ -244,7 +279,7 @@ def train_flat(raw: pd.DataFrame, target: str, params: Params, source: str = "ex
         "n_test": int(test.sum()),
         "base_rate": float(y[test].mean()),
         "split": sp.mode,
-        "optimistic": sp.mode != "time",
+        "optimistic": sp.mode == "stratified",
         "excluded_by_leakage_guard": result.excluded,
     }
     summary |= {
@@ -254,8 +289,13 @@ def train_flat(raw: pd.DataFrame, target: str, params: Params, source: str = "ex
         "split": sp.mode,
         "bounds": sp.bounds,
     }
+    note = implausible_auc_warning(float(entry["model"]["roc_auc"]), result)
+    if note:
+        entry["warning"] = note
     metrics = round_floats({prepared.target: entry})
-    return FlatResult(spec, model_text, calibrator, metrics, result, prepared, sp, summary, source)
+    return FlatResult(
+        spec, model_text, calibrator, metrics, result, prepared, sp, summary, source, (note,) if note else ()
+    )
 
 
 # --- outputs --------------------------------------------------------------------------------------------
@@ -337,11 +377,22 @@ def write_flat(result: FlatResult, out: Path) -> str:
     return checksum
 
 
-def run_train_table(export: Path, target: str, params: Params, out: Path) -> dict[str, Any]:
-    """CLI ``leadscore train-table``: read ``export``, train with the guard, write ``out``; return metrics."""
+def run_train_table(export: Path, target: str, params: Params | TableParams, out: Path) -> dict[str, Any]:
+    """CLI ``leadscore train-table``: read ``export``, train with the guard, write ``out``; return metrics.
+
+    When the export cannot be used, the rows set aside so far are still written to
+    ``out/quarantine.csv`` before the error is raised, so the file the message names exists."""
     export = Path(export)
     raw = read_export(export)
-    result = train_flat(raw, target, params, export.name)
+    try:
+        result = train_flat(raw, target, params, export.name)
+    except FlatDataError as exc:
+        if exc.quarantine is None:
+            raise
+        Path(out).mkdir(parents=True, exist_ok=True)
+        path = Path(out) / "quarantine.csv"
+        exc.quarantine.to_csv(path, index=False)
+        raise FlatDataError(f"{exc}\nRows set aside and why: {path}") from exc
     for w in result.warnings:
         print(w, file=sys.stderr)
     checksum = write_flat(result, out)
@@ -349,9 +400,10 @@ def run_train_table(export: Path, target: str, params: Params, out: Path) -> dic
     q = result.prepared.report["quarantined"]
     print(
         f"train-table: {len(result.spec.columns)} columns used, excluded by the leakage guard: "
-        f"{result.guard.excluded or 'none'}; quarantined rows: {q or 'none'}; "
-        f"test ROC-AUC {m['roc_auc']:.3f}, Brier {m['brier']:.4f} ({result.split.mode} split); "
-        f"bundle {Path(out) / BUNDLE_DIR} ({checksum[:12]})",
+        f"{result.guard.excluded or 'none'} (why: {Path(out) / 'leakage.md'}); rows set aside: "
+        f"{q or 'none'} ({Path(out) / 'quarantine.csv'}); test ROC-AUC {m['roc_auc']:.3f}, "
+        f"Brier {m['brier']:.4f} ({result.split.mode} split); bundle {Path(out) / BUNDLE_DIR} "
+        f"({checksum[:12]})",
         file=sys.stderr,
     )
     return result.metrics
