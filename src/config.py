@@ -351,9 +351,11 @@ class LeakageParams(_Section):
 
     # (a) one column alone predicts the outcome this well, whatever the other columns do
     auc_threshold: float = Field(0.9, gt=0.5, le=1)
-    # (a') ... or about as well as all weaker, unflagged columns together: AUC alone >= AUC of the rest
-    # minus ``rest_margin`` (checked for columns with an AUC alone of at least ``rest_min_auc``)
+    # (a') ... or about as well as all other unflagged columns together: AUC alone >= AUC of the rest
+    # minus ``rest_margin`` (checked for columns with an AUC alone of at least ``rest_min_auc``; columns
+    # with an AUC alone of at least ``suspect_auc`` never count in another column's rest)
     rest_min_auc: float = Field(0.62, gt=0.5, le=1)
+    suspect_auc: float = Field(0.7, gt=0.5, le=1)
     rest_margin: float = Field(0.01, ge=0, le=0.5)
     # (b) filled (or missing) in one class ``missing_ratio`` times as often as in the other, and in at
     # least ``missing_min_share`` of that class (e.g. filled for 15 % of won deals, never for lost ones)

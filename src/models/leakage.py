@@ -10,9 +10,9 @@ looks at every candidate column on the *training slice only* and flags it on wea
     their own lowest value, and in quantile bins; categories by their target rate, encoded out-of-fold
     so a many-valued column cannot score by memorising);
 (a') ``beats_the_rest``: a column whose AUC alone (>= ``rest_min_auc``) is about as good as, or better
-    than, a LightGBM on all *weaker* unflagged columns together (out-of-fold). Checked from the weakest
-    candidate up, so two leaks cannot hide behind each other; an honest strong column (lead source,
-    company size) is weaker than the rest of the export together;
+    than, a LightGBM on all other unflagged columns together (out-of-fold), leaving out of that rest the
+    other columns strong alone (>= ``suspect_auc``) so two leaks cannot vouch for each other; an honest
+    strong column (lead source, company size) is weaker than the rest of the export together;
 (b) ``missing_for_one_class``: filled (or missing) ``missing_ratio`` times as often in one class as in
     the other, in at least ``missing_min_share`` of that class (a field sales fills in once a deal
     exists: filled for 15 % of won leads and never for lost ones);
@@ -63,7 +63,7 @@ class ColumnEvidence:
     follow_up_values: dict[str, dict[str, float]] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
     allowed: bool = False
-    auc_rest: float | None = None  # out-of-fold AUC of all weaker unflagged columns together
+    auc_rest: float | None = None  # out-of-fold AUC of the other unflagged, non-suspect columns together
     missing_ratio: float | None = None  # how many times as often filled (or missing) in one class
     one_sided_values: dict[str, dict[str, float]] = field(default_factory=dict)
     score: float = 0.0  # leak score: the strength of the evidence (ranks the columns)
@@ -121,7 +121,7 @@ class GuardResult:
 
 FLAG_TEXT = {
     "predicts_alone": "predicts the outcome almost perfectly on its own",
-    "beats_the_rest": "alone about as good as all weaker columns together",
+    "beats_the_rest": "alone about as good as all other columns together",
     "missing_for_one_class": "filled (or missing) far more often in one outcome class",
     "follow_up_name": "name describes sales follow-up, grading or outcomes",
     "follow_up_values": "values describe sales follow-up, grading or outcomes",
@@ -142,7 +142,7 @@ def _why(e: ColumnEvidence, p: LeakageParams | Mapping[str, Any]) -> str:
         if flag == "predicts_alone":
             parts.append(f"AUC alone {_fmt(e.auc)} ≥ {get('auc_threshold')}")
         elif flag == "beats_the_rest":
-            parts.append(f"AUC alone {_fmt(e.auc)} vs {_fmt(e.auc_rest)} for all weaker columns together")
+            parts.append(f"AUC alone {_fmt(e.auc)} vs {_fmt(e.auc_rest)} for all other columns together")
         elif flag == "missing_for_one_class":
             parts.append(
                 f"missing in {_fmt(e.missing_positive, True)} of converted vs "
@@ -200,7 +200,7 @@ def to_markdown(result: GuardResult, title: str = "Leakage guard") -> str:
         "",
         "## All columns",
         "",
-        "| rank | column | kind | leak score | AUC alone | AUC weaker columns | missing (converted) | "
+        "| rank | column | kind | leak score | AUC alone | AUC other columns | missing (converted) | "
         "missing (not converted) | flags | used |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -473,22 +473,27 @@ def guard(
             "flags": flags,
             "auc_rest": None,
         }
-    # (a') weakest candidate first: a leak found here leaves the "rest" of every stronger column, so two
-    # leaks cannot vouch for each other; allowed columns stay out of the rest too (they are suspects).
+    # (a') a candidate against the rest: every other unflagged column, except the other *suspects*
+    # (strong alone, >= ``suspect_auc``) so two leaks cannot vouch for each other, weakest candidate
+    # first so a leak found here leaves the rest of every stronger column. Allowed columns stay out of
+    # the rest too: they are suspects the user chose to keep.
     if enough:
         small, ys = _sample(frame, y, seed + 1, REST_ROWS)
         candidates = sorted(
             (c for c, f in found.items() if f["auc"] is not None and f["auc"] >= params.rest_min_auc),
             key=lambda c: found[c]["auc"],
         )
+        suspects = {c for c in candidates if found[c]["auc"] >= params.suspect_auc}
         for col in candidates:
             auc = found[col]["auc"]
-            rest = [c for c, f in found.items() if c != col and not f["flags"] and (f["auc"] or 0.5) < auc]
+            rest = [c for c, f in found.items() if c != col and not f["flags"] and c not in suspects]
             if not rest:
                 continue
             ar = rest_auc(small[rest], kinds, ys, seed)
+            # Alone by the same model and folds as the rest, so neither side wins by how it is measured.
+            alone = rest_auc(small[[col]], kinds, ys, seed)
             found[col]["auc_rest"] = ar
-            if ar is not None and auc >= ar - params.rest_margin:
+            if ar is not None and alone is not None and alone >= ar - params.rest_margin:
                 found[col]["flags"].append("beats_the_rest")
     scores = {c: _score(f["flags"], f["auc"], f["auc_rest"], f["missing_ratio"]) for c, f in found.items()}
     order = sorted(found, key=lambda c: (not found[c]["flags"], -scores[c]))
