@@ -720,7 +720,7 @@ def prepare(raw: pd.DataFrame, target: str, params: FlatParams, file: str = "exp
         raise FlatDataError(
             f"{file}: {int(bad_rows.sum())} of {n} rows quarantined ({share:.1%}), more than "
             f"flat.max_reject_share = {params.max_reject_share:.0%}: {counts} (e.g. data row {first}, "
-            f"{reasons[first]}, value {str(raw.iloc[first][_reason_column(reasons[first], names)])!r})",
+            f"{reasons[first]}, value {_shown(raw.iloc[first][_reason_column(reasons[first], names)])})",
             quarantine,
         )
     keep = ~dropped
@@ -804,6 +804,11 @@ def prepare(raw: pd.DataFrame, target: str, params: FlatParams, file: str = "exp
         },
         warnings=warnings,
     )
+
+
+def _shown(value: object) -> str:
+    """A raw value for an error message: quoted, or ``empty``."""
+    return "empty" if value is None or (isinstance(value, float) and np.isnan(value)) else repr(str(value))
 
 
 def _reason_column(reason: str, names: Mapping[str, str]) -> str:
