@@ -296,12 +296,26 @@ class DealsSource(_Source):
     kind: Literal["deals"]
     lead_id_column: str
     created_column: str
-    closed_column: str
-    status_column: str
-    won_values: tuple[str, ...]
-    lost_values: tuple[str, ...]
+    closed_column: str | None = None  # null: the created date (a table of closed deals with one date)
+    status_column: str | None = None  # null only with all_won: a table of won deals has no status
+    won_values: tuple[str, ...] = ()
+    lost_values: tuple[str, ...] = ()
     open_values: tuple[str, ...] = ()  # other statuses are quarantined (unmapped), never dropped silently
     created_stage: str = "opportunity"  # the stage a lead reaches when its deal is created
+    all_won: bool = False  # every row is a closed-won deal (e.g. an orders / customers export)
+
+    @model_validator(mode="after")
+    def _status_or_all_won(self) -> DealsSource:
+        if self.all_won:
+            return self
+        if self.status_column is None:
+            raise ValueError(
+                f"deals source {self.file!r}: no status_column; set `all_won: true` when every row is a "
+                "closed-won deal, else name the status column and its won_values / lost_values"
+            )
+        if not self.won_values:
+            raise ValueError(f"deals source {self.file!r}: won_values is empty (which statuses are wins?)")
+        return self
 
 
 def _source_kind(value: Any) -> str:

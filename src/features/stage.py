@@ -41,6 +41,8 @@ def run_snapshots(params: Params) -> dict[str, dict]:
     """Write labelled, split examples per target (+ the oracle's probability on demo data)."""
     tables = read_interim(params, ("leads", "events", "stage_history"))
     end = pd.Timestamp(params.validate_.export_time) if params.validate_.export_time else data_end(tables)
+    if end.tzinfo is not None:  # "...Z" / "+02:00": the tables hold tz-naive UTC (validate), so does `end`
+        end = end.tz_convert("UTC").tz_localize(None)
     truth_path = params.data.source / TRUTH_FILE
     truth = pd.read_parquet(truth_path) if truth_path.exists() else None
     summary: dict[str, dict] = {"export_end": str(end)}
