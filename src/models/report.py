@@ -308,7 +308,13 @@ def outcome_words(stage: str, stages_in_history: set[str] | None = None) -> dict
     plain = stage.replace("_", " ")
     verb, short, plural = OUTCOME_WORDS.get(stage, (f"reaches {plain}", plain, f"{plain} leads"))
     has_sql = "sql" in stages_in_history if stages_in_history is not None else stage == "sql"
-    return {"outcome": verb, "short": short, "plural": plural, "conversion": f"MQL→{short}", "has_sql": has_sql}
+    return {
+        "outcome": verb,
+        "short": short,
+        "plural": plural,
+        "conversion": f"MQL→{short}",
+        "has_sql": has_sql,
+    }
 
 
 def build_context(
