@@ -170,6 +170,8 @@ class TrainParams(_Section):
     max_cat_to_onehot: int = 8
     monotone_intent: bool = True  # engagement never lowers, staleness never raises a score
     refit_full: bool = True  # after early stopping, refit on the whole training slice with that many rounds
+    # lead / account attributes the leakage guard flags but you know are filled in before the outcome
+    allow_columns: tuple[str, ...] = ()
 
 
 class CalibrateParams(_Section):
@@ -371,14 +373,17 @@ class LeakageParams(_Section):
     rest_min_auc: float = Field(0.62, gt=0.5, le=1)
     suspect_auc: float = Field(0.7, gt=0.5, le=1)
     rest_margin: float = Field(0.01, ge=0, le=0.5)
-    # (b) filled (or missing) in one class ``missing_ratio`` times as often as in the other, and in at
-    # least ``missing_min_share`` of that class (e.g. filled for 15 % of won deals, never for lost ones)
+    # (b) filled in one class ``missing_ratio`` times as often as in the other, and in at least
+    # ``missing_min_share`` of that class (e.g. filled for 15 % of won deals, never for lost ones)
     missing_ratio: float = Field(5.0, gt=1)
     missing_min_share: float = Field(0.05, gt=0, lt=1)
     # (d) one value covers this share of rows and occurs in one outcome class only (binomial tail below
     # ``one_sided_alpha`` under the base rate: a rare honest value is not enough)
     one_sided_min_share: float = Field(0.005, ge=0, le=1)
     one_sided_alpha: float = Field(1e-6, gt=0, lt=1)
+    # also values found among non-converters only: off by default, because honest disqualifiers
+    # (students, competitors, personal e-mail) never convert either
+    one_sided_negative: bool = False
     min_class_rows: int = Field(10, ge=1)  # statistical checks need this many rows of each class
     value_min_share: float = Field(0.01, ge=0, le=1)  # follow-up values must cover this share of rows
     # (c) names and values that describe sales follow-up, grading or outcomes (normalised snake_case names)

@@ -13,7 +13,7 @@ looks at every candidate column on the *training slice only* and flags it on wea
     than, a LightGBM on all other unflagged columns together (out-of-fold), leaving out of that rest the
     other columns strong alone (>= ``suspect_auc``) so two leaks cannot vouch for each other; an honest
     strong column (lead source, company size) is weaker than the rest of the export together;
-(b) ``missing_for_one_class``: filled (or missing) ``missing_ratio`` times as often in one class as in
+(b) ``missing_for_one_class``: filled ``missing_ratio`` times as often in one class as in
     the other, in at least ``missing_min_share`` of that class (a field sales fills in once a deal
     exists: filled for 15 % of won leads and never for lost ones);
 (c) ``follow_up_name`` / ``follow_up_values``: the name or frequent values describe sales follow-up,
@@ -64,7 +64,7 @@ class ColumnEvidence:
     flags: tuple[str, ...] = ()
     allowed: bool = False
     auc_rest: float | None = None  # out-of-fold AUC of the other unflagged, non-suspect columns together
-    missing_ratio: float | None = None  # how many times as often filled (or missing) in one class
+    missing_ratio: float | None = None  # how many times as often filled in one class
     one_sided_values: dict[str, dict[str, float]] = field(default_factory=dict)
     score: float = 0.0  # leak score: the strength of the evidence (ranks the columns)
     rank: int = 0
@@ -122,7 +122,7 @@ class GuardResult:
 FLAG_TEXT = {
     "predicts_alone": "predicts the outcome almost perfectly on its own",
     "beats_the_rest": "alone about as good as all other columns together",
-    "missing_for_one_class": "filled (or missing) far more often in one outcome class",
+    "missing_for_one_class": "filled far more often in one outcome class",
     "follow_up_name": "name describes sales follow-up, grading or outcomes",
     "follow_up_values": "values describe sales follow-up, grading or outcomes",
     "one_sided_values": "frequent values occur in one outcome class only",
@@ -172,7 +172,7 @@ def to_markdown(result: GuardResult, title: str = "Leakage guard") -> str:
         "",
         f"Checked on the training slice: {result.n_rows} rows, {result.n_positive} converted. A column is "
         "flagged when it predicts the outcome very well on its own or about as well as all weaker columns "
-        "together, is filled (or missing) far more often in one outcome class, has frequent values that "
+        "together, is filled far more often in one outcome class, has frequent values that "
         "occur in one outcome class only, or its name or values describe sales follow-up, grading or "
         "outcomes. Flagged columns are excluded unless allowed (`--allow COLUMN` or "
         "`flat.allow_columns`). Columns are ranked by leak evidence, strongest first.",
@@ -311,23 +311,23 @@ def name_match(column: str, patterns: Iterable[str]) -> str | None:
 
 
 def missing_ratio(miss_pos: float, miss_neg: float, params: LeakageParams) -> float:
-    """How many times as often one class is filled (or missing) as the other, for the larger of the two
-    asymmetries whose larger share is at least ``missing_min_share`` (1.0 when none is). The smaller
-    share is floored at half a percent so a ratio stays finite and small classes do not explode it."""
-    best = 1.0
-    for a, b in ((1.0 - miss_pos, 1.0 - miss_neg), (miss_pos, miss_neg)):  # filled, then missing
-        hi, lo = max(a, b), min(a, b)
-        if hi >= params.missing_min_share:
-            best = max(best, hi / max(lo, 0.005))
-    return best
+    """How many times as often the column is filled in one class as in the other (1.0 when the larger
+    filled share is below ``missing_min_share``). The smaller share is floored at half a percent so the
+    ratio stays finite. Filled shares, not missing ones: a field sales fills once a deal exists is
+    filled for some won leads and (almost) never for lost ones; a form field converters always fill and
+    others skip now and then (missing 0 % vs 13 %) is honest and has a filled ratio near 1."""
+    filled_pos, filled_neg = 1.0 - miss_pos, 1.0 - miss_neg
+    hi, lo = max(filled_pos, filled_neg), min(filled_pos, filled_neg)
+    return hi / max(lo, 0.005) if hi >= params.missing_min_share else 1.0
 
 
 def one_sided_values(
     values: pd.Series, kind: str, y: np.ndarray, params: LeakageParams
 ) -> dict[str, dict[str, float]]:
-    """Frequent values (>= ``one_sided_min_share`` of rows, >= ``min_class_rows`` rows) found in one
-    outcome class only, and unlikely to be so by chance: P(all rows in that class | base rate) below
-    ``one_sided_alpha``. Numbers count by exact value (a 0 that means "no deal yet")."""
+    """Frequent values (>= ``one_sided_min_share`` of rows, >= ``min_class_rows`` rows) found among
+    converters only (and, with ``one_sided_negative``, among non-converters only), and unlikely to be so
+    by chance: P(all rows in that class | base rate) below ``one_sided_alpha``. Numbers count by exact
+    value (a 0 that means "no deal yet")."""
     s = values if kind == "category" else pd.to_numeric(values, errors="coerce")
     present = s.notna().to_numpy()
     if not present.any():
@@ -340,7 +340,9 @@ def one_sided_values(
     out: dict[str, dict[str, float]] = {}
     for value, row in stats[stats["count"] >= min_rows].iterrows():
         k, c = int(row["sum"]), int(row["count"])
-        if k not in (0, c):
+        # Values found among non-converters only are usually honest disqualifiers (students, competitors,
+        # personal e-mail never buy), so by default only converter-only values count.
+        if k != c and not (params.one_sided_negative and k == 0):
             continue
         chance = (1.0 - base) ** c if k == 0 else base**c
         if chance < params.one_sided_alpha:
@@ -426,14 +428,18 @@ def guard(
     allow: Iterable[str] = (),
     check_names: bool = True,
     seed: int = 0,
+    judge: Iterable[str] | None = None,
 ) -> GuardResult:
     """Check every column of ``frame`` (training rows; numbers as floats, categories as text) against the
     outcome ``y`` (0/1) and return the evidence, columns ranked by it. ``allow``: flagged columns to keep
-    anyway (they still count as flagged, so they never hide a leak from the "weaker columns" check)."""
+    anyway (they still count as flagged, so they never hide a leak from the "other columns" check).
+    ``judge``: the columns to judge (default: all); the others only count in the "other columns" rest
+    (the multi-table path judges lead / account attributes against everything else)."""
     allow = set(allow)
     frame, y = _sample(frame, np.asarray(y).astype(np.int64), seed)
     n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
     enough = min(n_pos, n_neg) >= params.min_class_rows
+    judged = set(frame.columns) if judge is None else set(judge) & set(frame.columns)
     found: dict[str, dict[str, Any]] = {}
     for col in frame.columns:
         kind = kinds.get(col, "numeric")
@@ -442,6 +448,9 @@ def guard(
             values = pd.to_numeric(values, errors="coerce")
         flags: list[str] = []
         auc = single_column_auc(values, kind, y, seed) if enough else None
+        if col not in judged:  # context only: its AUC decides whether it is a suspect, nothing else
+            found[col] = {"kind": kind, "auc": auc, "flags": [], "context": True}
+            continue
         if auc is not None and auc >= params.auc_threshold:
             flags.append("predicts_alone")
         miss_pos, miss_neg = missing_rates(values, y)
@@ -479,11 +488,9 @@ def guard(
     # the rest too: they are suspects the user chose to keep.
     if enough:
         small, ys = _sample(frame, y, seed + 1, REST_ROWS)
-        candidates = sorted(
-            (c for c, f in found.items() if f["auc"] is not None and f["auc"] >= params.rest_min_auc),
-            key=lambda c: found[c]["auc"],
-        )
-        suspects = {c for c in candidates if found[c]["auc"] >= params.suspect_auc}
+        strong = [c for c, f in found.items() if f["auc"] is not None and f["auc"] >= params.rest_min_auc]
+        suspects = {c for c in strong if found[c]["auc"] >= params.suspect_auc}
+        candidates = sorted((c for c in strong if c in judged), key=lambda c: found[c]["auc"])
         for col in candidates:
             auc = found[col]["auc"]
             rest = [c for c, f in found.items() if c != col and not f["flags"] and c not in suspects]
@@ -495,6 +502,7 @@ def guard(
             found[col]["auc_rest"] = ar
             if ar is not None and alone is not None and alone >= ar - params.rest_margin:
                 found[col]["flags"].append("beats_the_rest")
+    found = {c: f for c, f in found.items() if not f.get("context")}
     scores = {c: _score(f["flags"], f["auc"], f["auc_rest"], f["missing_ratio"]) for c, f in found.items()}
     order = sorted(found, key=lambda c: (not found[c]["flags"], -scores[c]))
     ranks = {c: i + 1 for i, c in enumerate(order)}
@@ -520,12 +528,82 @@ def guard(
     return GuardResult(evidence, len(y), n_pos, params.model_dump(mode="json"))
 
 
-# --- report on the event pipeline's lead feature tables ------------------------------------------------
+# --- the event pipeline: lead and account attributes ----------------------------------------------------
+
+
+def attribute_columns() -> tuple[list[str], dict[str, str]]:
+    """The lead / account attribute features the guard judges in the multi-table path, and their kinds.
+
+    Event, stage and derived features are computed point in time by our own code; attributes are the
+    export's values as of the export (a mapped "Rating" or "Status" column could land there)."""
+    from leadscore.features.spec import ATTRIBUTE_NUMERIC, CATEGORICAL
+
+    cols = [*CATEGORICAL, *(c for c in ATTRIBUTE_NUMERIC if c != "lead_age_days")]
+    return cols, {c: ("category" if c in CATEGORICAL else "numeric") for c in cols}
+
+
+def _blank(frame: pd.DataFrame, columns: Iterable[str], kinds: Mapping[str, str]) -> pd.DataFrame:
+    return frame.assign(
+        **{
+            c: pd.Series(np.nan, index=frame.index, dtype=object if kinds.get(c) == "category" else float)
+            for c in columns
+        }
+    )
+
+
+def guard_attributes(
+    frames: Mapping[str, Mapping[str, pd.DataFrame]], params: Params
+) -> tuple[dict[str, dict[str, pd.DataFrame]], dict[str, GuardResult]]:
+    """Judge the lead / account attributes of each target's training table against the label, with every
+    other model feature as context; blank the excluded ones in every split.
+
+    A column missing on every training row never gets a split in LightGBM, so the model ignores it and the
+    bundle's feature list, online builder and request contract stay the same (a value a request sends
+    for it changes nothing). A column excluded for one target is blanked for all of them: the funnel
+    chain scores one target's rows with another target's model. ``train.allow_columns`` keeps a flagged
+    attribute."""
+    from leadscore.features.spec import FeatureSpec
+
+    spec = FeatureSpec(params.features)
+    attrs, kinds = attribute_columns()
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    results: dict[str, GuardResult] = {}
+    for target, splits in frames.items():
+        train = splits["train"]
+        features = [c for c in spec.model_features if c in train.columns]
+        all_kinds = {c: ("category" if c in spec.categorical else "numeric") for c in features}
+        result = guard(
+            train[features],
+            all_kinds,
+            train["label"].to_numpy(),
+            params.flat.leakage,
+            allow=params.train.allow_columns,
+            check_names=False,
+            seed=params.train.seed,
+            judge=[c for c in attrs if c in train.columns],
+        )
+        results[target] = result
+    excluded = sorted({c for r in results.values() for c in r.excluded})
+    for target, splits in frames.items():
+        out[target] = {split: _blank(frame, excluded, kinds) for split, frame in splits.items()}
+    return out, results
+
+
+def write_attribute_report(results: Mapping[str, GuardResult], out_dir: Path) -> None:
+    """``leakage.json`` (per target) and ``leakage.md`` for the multi-table path's attributes."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = {t: r.to_json() | {"judged": "lead and account attributes"} for t, r in results.items()}
+    (out_dir / "leakage.json").write_text(json.dumps(data, indent=2) + "\n")
+    md = "\n".join(
+        to_markdown(r, f"Leakage guard: lead and account attributes, target {t}") for t, r in results.items()
+    )
+    (out_dir / "leakage.md").write_text(md)
 
 
 def feature_table_report(train: pd.DataFrame, params: Params) -> GuardResult:
-    """The guard's statistical checks (a) and (b) on one target's training feature table (report only:
-    these features are point-in-time by construction; their names are ours, so (c) does not apply)."""
+    """The guard's statistical checks on one target's training feature table (every model feature judged;
+    their names are ours, so the name and value patterns do not apply)."""
     from leadscore.features.spec import FeatureSpec
 
     spec = FeatureSpec(params.features)
@@ -536,7 +614,8 @@ def feature_table_report(train: pd.DataFrame, params: Params) -> GuardResult:
 
 def run_leakage_report(params: Params) -> dict[str, list[str]]:
     """Write ``reports/leakage_<target>.json`` and ``.md`` for each target's training feature table;
-    return the flagged columns per target (nothing is excluded: this is a report)."""
+    return the flagged columns per target (a report on every feature; training applies
+    :func:`guard_attributes` to the lead / account attributes)."""
     out: dict[str, list[str]] = {}
     params.data.reports_dir.mkdir(parents=True, exist_ok=True)
     for target in params.snapshots.targets:
@@ -546,7 +625,7 @@ def run_leakage_report(params: Params) -> dict[str, list[str]]:
         result = feature_table_report(pd.read_parquet(path), params)
         flagged = [e.column for e in result.evidence if e.flags]
         out[target] = flagged
-        data = result.to_json() | {"mode": "report only (point-in-time features)", "flagged": flagged}
+        data = result.to_json() | {"mode": "report only", "flagged": flagged}
         (params.data.reports_dir / f"leakage_{target}.json").write_text(json.dumps(data, indent=2) + "\n")
         (params.data.reports_dir / f"leakage_{target}.md").write_text(
             to_markdown(result, f"Leakage report: {target} feature table")
