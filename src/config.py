@@ -421,6 +421,20 @@ class FlatSplitParams(_Section):
         return self
 
 
+class FlatStageRule(_Section):
+    """A stage of a flat bundle: the top ``top_share`` of the calibration slice, or a fixed probability."""
+
+    name: str
+    top_share: float | None = Field(None, gt=0, le=1)
+    probability: float | None = Field(None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> FlatStageRule:
+        if (self.top_share is None) == (self.probability is None):
+            raise ValueError(f"flat stage {self.name!r} needs exactly one of `top_share` or `probability`")
+        return self
+
+
 class FlatParams(_Section):
     """``leadscore train-table``: cleaning a one-row-per-lead export (``leadscore.data.flat``)."""
 
@@ -454,6 +468,12 @@ class FlatParams(_Section):
     allow_columns: tuple[str, ...] = ()  # columns a heuristic drops or the leakage guard flags, kept anyway
     leakage: LeakageParams = LeakageParams()
     split: FlatSplitParams = FlatSplitParams()
+    # ordered stage rules of the flat bundle, fitted on the calibration slice (never on test)
+    stages: tuple[FlatStageRule, ...] = (
+        FlatStageRule(name="sales_ready", top_share=0.1),
+        FlatStageRule(name="mql", top_share=0.3),
+        FlatStageRule(name="nurture", probability=0.0),
+    )
 
 
 class Params(_Section):

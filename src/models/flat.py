@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from leadscore.config import FlatParams, FlatSplitParams, Params, TableParams
+from leadscore.config import FlatParams, FlatSplitParams, FlatStageRule, Params, TableParams
 from leadscore.data.flat import (
     CLEANING_RULES,
     ColumnSpec,
@@ -44,6 +44,7 @@ from leadscore.data.flat import (
     fit_vocabulary,
     prepare,
     read_export,
+    rename_to_spec,
     resolve_column,
     transform,
 )
@@ -216,6 +217,8 @@ class FlatResult:
     train_summary: dict[str, Any]
     source: str
     notes: tuple[str, ...] = ()  # warnings found after training (an implausibly high test AUC)
+    thresholds: dict[str, Any] = field(default_factory=dict)  # stages + score quantiles (calibration)
+    report: dict[str, Any] = field(default_factory=dict)  # what the HTML report shows (test slice)
 
     @property
     def warnings(self) -> list[str]:
@@ -293,9 +296,141 @@ def train_flat(
     if note:
         entry["warning"] = note
     metrics = round_floats({prepared.target: entry})
+    thresholds = flat_thresholds(calibrator.transform(raw_cal), y[cal], fp.stages, prepared.target)
+    report = report_data(booster, x[test], y[test], p_test, spec)
     return FlatResult(
-        spec, model_text, calibrator, metrics, result, prepared, sp, summary, source, (note,) if note else ()
+        spec,
+        model_text,
+        calibrator,
+        metrics,
+        result,
+        prepared,
+        sp,
+        summary,
+        source,
+        (note,) if note else (),
+        thresholds,
+        report,
     )
+
+
+# --- stages, score and reasons (the same response as pipeline bundles) -----------------------------------
+
+
+def flat_thresholds(
+    p_cal: np.ndarray, y_cal: np.ndarray, rules: tuple[FlatStageRule, ...], target: str
+) -> dict[str, Any]:
+    """Stage thresholds and the 1-99 score's cut points from the *calibration* slice (never test).
+
+    A ``top_share`` rule puts its threshold at that quantile of the calibrated probabilities; a rule
+    below the one above it is raised to it, so stages stay ordered. ``score_quantiles``: the 98 cut
+    points (1st..98th percentiles) the scorer maps a probability to 1..99 with."""
+    p_cal = np.asarray(p_cal, dtype=np.float64)
+    stages, ceiling = [], 1.0
+    for rule in rules:
+        if rule.top_share is not None:
+            prob = float(np.quantile(p_cal, 1.0 - rule.top_share)) if len(p_cal) else 1.0
+            set_by = f"top {rule.top_share:.0%} of the calibration slice"
+        else:
+            prob, set_by = float(rule.probability or 0.0), "probability"
+        prob = min(prob, ceiling)
+        ceiling = prob
+        flagged = p_cal >= prob
+        stages.append(
+            {
+                "name": rule.name,
+                "probability": prob,
+                "set_by": set_by,
+                "achieved": {
+                    "share": float(flagged.mean()) if len(p_cal) else 0.0,
+                    "precision": float(y_cal[flagged].mean()) if flagged.any() else None,
+                    "recall": float(y_cal[flagged].sum() / max(y_cal.sum(), 1)),
+                },
+            }
+        )
+    cuts = np.quantile(p_cal, np.arange(1, 99) / 99.0) if len(p_cal) else np.zeros(0)
+    return {
+        "target": target,
+        "stages": stages,
+        "score_quantiles": [float(v) for v in np.maximum.accumulate(cuts)],
+        "calibration_slice": {"rows": len(p_cal), "positives": int(np.sum(y_cal))},
+    }
+
+
+def stage_of(p: np.ndarray, stages: list[dict[str, Any]]) -> list[str | None]:
+    """The first stage whose threshold each probability reaches (None when no rule matches)."""
+    out: list[str | None] = []
+    for v in np.asarray(p, dtype=np.float64):
+        out.append(next((s["name"] for s in stages if v >= s["probability"]), None))
+    return out
+
+
+def score_of(p: np.ndarray, quantiles: list[float] | None) -> np.ndarray:
+    """1-99: 1 + the number of calibration cut points at or below p (round(99 p) without cut points)."""
+    p = np.asarray(p, dtype=np.float64)
+    if quantiles:
+        return (1 + np.searchsorted(np.asarray(quantiles), p, side="right")).clip(1, 99).astype(np.int64)
+    return np.clip(np.rint(99.0 * p), 1, 99).astype(np.int64)
+
+
+def _value_text(col: ColumnSpec, raw: Any, spec: FlatSpec) -> str:
+    """A reason in the export's words: ``Lead Source is Webinar``, ``Company Size is 1,200``."""
+    if raw is None or (isinstance(raw, float) and np.isnan(raw)) or str(raw).strip() == "":
+        return f"{col.source} not given"
+    if isinstance(raw, str) and raw.strip().casefold() in {p.casefold() for p in spec.placeholders}:
+        return f"{col.source} not given"
+    return f"{col.source} is {str(raw).strip()}"
+
+
+def _reason(spec: FlatSpec, renamed: pd.DataFrame, row: int, j: int, contribution: float) -> dict[str, Any]:
+    col = spec.columns[j]
+    raw = renamed[col.name].iloc[row] if col.name in renamed.columns else None
+    return {"feature": col.name, "text": _value_text(col, raw, spec), "contribution": contribution}
+
+
+def row_reasons(
+    contrib: np.ndarray, frame: pd.DataFrame, spec: FlatSpec, k: int
+) -> list[dict[str, list[dict[str, Any]]]]:
+    """Top ``k`` positive and negative contributions per row (LightGBM's own SHAP values), in words."""
+    renamed = rename_to_spec(frame, spec)
+    out = []
+    for i in range(contrib.shape[0]):
+        c = contrib[i, :-1]  # the last column is the expected value
+        order = np.argsort(-c, kind="stable")
+        pos = [j for j in order if c[j] > 0][:k]
+        neg = [j for j in order[::-1] if c[j] < 0][:k]
+
+        out.append(
+            {
+                "positive": [_reason(spec, renamed, i, j, float(c[j])) for j in pos],
+                "negative": [_reason(spec, renamed, i, j, float(c[j])) for j in neg],
+            }
+        )
+    return out
+
+
+def report_data(
+    booster: lgb.Booster, x_test: np.ndarray, y_test: np.ndarray, p_test: np.ndarray, spec: FlatSpec
+) -> dict[str, Any]:
+    """What the flat HTML report shows from the test slice: drivers (mean |SHAP|) and deciles."""
+    contrib = booster.predict(x_test, pred_contrib=True, num_threads=1)[:, :-1] if len(x_test) else None
+    drivers = []
+    if contrib is not None:
+        mean_abs = np.abs(contrib).mean(axis=0)
+        total = float(mean_abs.sum()) or 1.0
+        for j in np.argsort(-mean_abs)[:15]:
+            drivers.append(
+                {
+                    "column": spec.columns[j].source,
+                    "kind": spec.columns[j].kind,
+                    "mean_abs_shap": float(mean_abs[j]),
+                    "share": float(mean_abs[j] / total),
+                }
+            )
+    from leadscore.models.report import decile_table
+
+    deciles = decile_table(np.asarray(y_test), np.asarray(p_test)).to_dict("records") if len(y_test) else []
+    return {"drivers": drivers, "deciles": deciles}
 
 
 # --- outputs --------------------------------------------------------------------------------------------
@@ -331,6 +466,11 @@ def bundle_files(result: FlatResult) -> dict[str, str]:
         "source": result.source,
         "features": result.spec.feature_names,
         "excluded_by_leakage_guard": result.guard.excluded,
+        "id_columns": [
+            src
+            for src, norm in result.spec.names.items()
+            if str(result.prepared.report["columns"].get(norm, {}).get("reason", "")).startswith("id column")
+        ],
         "split": result.split.mode,
         "split_bounds": result.split.bounds,
         "warnings": result.warnings,
@@ -349,6 +489,7 @@ def bundle_files(result: FlatResult) -> dict[str, str]:
         "input_schema.json": dumps(input_schema(result.spec)),
         "metrics.json": dumps(result.metrics),
         "leakage.json": dumps(result.guard.to_json()),
+        "thresholds.json": dumps(result.thresholds),
     }
 
 
@@ -363,6 +504,9 @@ def write_flat(result: FlatResult, out: Path) -> str:
     if result.warnings:
         md = "\n".join(f"> **{w}**\n" for w in result.warnings) + "\n" + md
     (out / "leakage.md").write_text(md)
+    from leadscore.models.flat_report import write_flat_report
+
+    write_flat_report(result, out / "report.html")
     cleaning = result.prepared.report | {
         "source": result.source,
         "target": result.spec.target,
@@ -422,6 +566,7 @@ class FlatScorer:
     spec: FlatSpec
     booster: lgb.Booster
     calibrator: Calibrator
+    thresholds: dict[str, Any] = field(default_factory=dict)  # empty for bundles made before stages
 
     @property
     def version(self) -> str:
@@ -446,6 +591,8 @@ class FlatScorer:
             calibrator = Calibrator.from_json(
                 json.loads((bundle_dir / f"calibrator_{target}.json").read_text())
             )
+            thr_path = bundle_dir / "thresholds.json"
+            thresholds = json.loads(thr_path.read_text()) if thr_path.is_file() else {}
             if booster.num_feature() != len(spec.columns):
                 raise BundleError(
                     f"model_{target}.txt expects {booster.num_feature()} features, spec has "
@@ -455,7 +602,7 @@ class FlatScorer:
             raise
         except (OSError, KeyError, ValueError, lgb.basic.LightGBMError) as exc:
             raise BundleError(f"flat bundle content is invalid: {exc}") from exc
-        return cls(bundle_dir, manifest["bundle_checksum"], metadata, spec, booster, calibrator)
+        return cls(bundle_dir, manifest["bundle_checksum"], metadata, spec, booster, calibrator, thresholds)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probabilities for raw rows (same cleaning as training)."""
@@ -464,9 +611,89 @@ class FlatScorer:
         return self.calibrator.transform(self.booster.predict(transform(frame, self.spec), num_threads=1))
 
     def score(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One result per row: ``{"target", "probability", "model_version"}``."""
+        """One result per row: ``{"target", "probability", "model_version"}`` (the flat app's shape)."""
         if not rows:
             return []
         frame = pd.DataFrame.from_records(rows).astype(object)
         p = self.predict(frame)
         return [{"target": self.target, "probability": float(v), "model_version": self.version} for v in p]
+
+    def results(self, frame: pd.DataFrame, explain: bool = True, k: int = 3) -> list[dict[str, Any]]:
+        """Per row what a pipeline bundle answers: probabilities, stage (calibration-slice thresholds),
+        1-99 score, reasons in the export's words (LightGBM's SHAP values), version and checksum."""
+        if frame.empty:
+            return []
+        x = transform(frame, self.spec)
+        p = self.calibrator.transform(self.booster.predict(x, num_threads=1))
+        stages = stage_of(p, self.thresholds.get("stages", []))
+        scores = score_of(p, self.thresholds.get("score_quantiles"))
+        reasons = (
+            row_reasons(self.booster.predict(x, pred_contrib=True, num_threads=1), frame, self.spec, k)
+            if explain
+            else [None] * len(p)
+        )
+        return [
+            {
+                "probabilities": {self.target: float(p[i])},
+                "stage": stages[i],
+                "score": int(scores[i]),
+                "reasons": reasons[i],
+                "model_version": self.version,
+                "bundle_checksum": self.checksum,
+            }
+            for i in range(len(p))
+        ]
+
+
+def is_flat_bundle(bundle_dir: Path) -> bool:
+    """Whether ``bundle_dir`` holds a flat bundle (``metadata.json`` kind ``flat``)."""
+    try:
+        return json.loads((Path(bundle_dir) / "metadata.json").read_text()).get("kind") == KIND
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def reasons_text(reasons: dict[str, list[dict[str, Any]]] | None) -> str:
+    """Top reasons as one line of text for a CRM field: ``+ Lead Source is Webinar; - Country is X``."""
+    if not reasons:
+        return ""
+    parts = [f"+ {r['text']}" for r in reasons.get("positive", [])]
+    parts += [f"- {r['text']}" for r in reasons.get("negative", [])]
+    return "; ".join(parts)
+
+
+def score_flat_file(input: Path, output: Path, bundle_dir: Path, explain: bool = True) -> dict[str, Any]:
+    """``leadscore score`` with a flat bundle: score the rows of an export-like file (the export's own
+    column names) and write one row per input row: the record id (the export's id column, when the
+    bundle knows one), probability, stage, score, reasons, model version. Returns counts."""
+    from leadscore.serve.offline import write_frame
+
+    scorer = FlatScorer.load(bundle_dir)
+    frame = read_export(Path(input)).reset_index(drop=True)
+    results = scorer.results(frame, explain)
+    id_col = next((c for c in scorer.metadata.get("id_columns", []) if c in frame.columns), None)
+    out = pd.DataFrame(
+        {
+            "record_id": frame[id_col].astype(str) if id_col else pd.Series(range(len(frame))).astype(str),
+            "row": range(len(frame)),
+            f"p_{scorer.target}": [r["probabilities"][scorer.target] for r in results],
+            "stage": [r["stage"] for r in results],
+            "score": [r["score"] for r in results],
+        }
+    )
+    if explain:
+        out["reasons"] = [reasons_text(r["reasons"]) for r in results]
+        out["reasons_positive"] = [json.dumps(r["reasons"]["positive"]) for r in results]
+        out["reasons_negative"] = [json.dumps(r["reasons"]["negative"]) for r in results]
+    out["model_version"] = scorer.version
+    out["bundle_checksum"] = scorer.checksum
+    out.attrs["id_column"] = id_col
+    write_frame(out, Path(output))
+    return {
+        "leads": len(out),
+        "scored": len(out),
+        "failed": 0,
+        "output": str(output),
+        "model_version": scorer.version,
+        "kind": KIND,
+    }

@@ -346,6 +346,13 @@ def score_file(
     Raises ``FileNotFoundError``/``ValueError`` (and ``BundleError``) for unusable inputs; a lead that
     fails validation is written with its ``error`` instead of stopping the run.
     """
+    from leadscore.models.flat import is_flat_bundle, score_flat_file
+
+    if is_flat_bundle(Path(bundle_dir)):  # a `train-table` bundle: rows of the export, its own columns
+        try:
+            return score_flat_file(input, output, Path(bundle_dir), explain)
+        except BundleError as exc:
+            raise ValueError(f"cannot use the bundle in {bundle_dir}: {exc}") from exc
     try:
         model = load_model(Path(bundle_dir))
     except BundleError as exc:
