@@ -152,12 +152,18 @@ def score(
         Path | None, typer.Option("--stage-history", help="Stage changes of these leads (CSV/Parquet).")
     ] = None,
     accounts: Annotated[Path | None, typer.Option(help="Accounts of these leads (CSV/Parquet).")] = None,
+    crm: Annotated[
+        Path | None,
+        typer.Option(help="Mapping file with a writeback block: write under the CRM's field names."),
+    ] = None,
 ) -> None:
-    """Score a file of leads offline with the same code path as the API (for CRM bulk imports)."""
+    """Score a file of leads offline with the same code path as the API (for CRM bulk imports).
+
+    A flat bundle (``train-table``) scores rows of an export-like file with the export's own columns."""
     from leadscore.serve.offline import score_file
 
     result = _timed(
-        "score", score_file, input, output, bundle_dir, events, as_of, explain, stage_history, accounts
+        "score", score_file, input, output, bundle_dir, events, as_of, explain, stage_history, accounts, crm
     )
     typer.echo(json.dumps(result))
 

@@ -334,14 +334,26 @@ Source = Annotated[
 ]
 
 
+WritebackField = Literal["score", "probability", "stage", "reasons", "model_version"]
+
+
+class WritebackParams(_Section):
+    """Scores back into the CRM under its own field names (``leadscore score --crm FILE``)."""
+
+    id: str  # the CRM's record id field (the lead id the mapping read, e.g. Salesforce `Id`)
+    fields: dict[WritebackField, str]  # what we write -> the CRM's field (e.g. score: Lead_Score__c)
+    target: str | None = None  # whose probability goes in `probability` (null: the stages' target)
+
+
 class MappingParams(_Section):
-    """How a CRM export in ``data.raw_dir`` becomes the contract tables (see docs/byod.md)."""
+    """How a CRM export in ``data.source`` becomes the contract tables (see docs/byod.md)."""
 
     date_format: str | None = None  # null: ISO 8601, else each value parsed on its own (mixed formats)
     dayfirst: bool = False  # 03/04/2024 is 3 April (only when date_format is null)
     timezone: str = "UTC"  # IANA zone of timestamps without an offset
     missing_values: tuple[str, ...] = ("N/A", "#N/A", "-", "--", "Select", "null", "None")
-    tables: dict[MappedTable, tuple[Source, ...]]
+    tables: dict[MappedTable, tuple[Source, ...]] = {}
+    writeback: WritebackParams | None = None  # scores back under the CRM's field names (docs/byod.md)
 
     @model_validator(mode="after")
     def _kinds_fit_tables(self) -> MappingParams:

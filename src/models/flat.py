@@ -653,25 +653,22 @@ def is_flat_bundle(bundle_dir: Path) -> bool:
         return False
 
 
-def reasons_text(reasons: dict[str, list[dict[str, Any]]] | None) -> str:
-    """Top reasons as one line of text for a CRM field: ``+ Lead Source is Webinar; - Country is X``."""
-    if not reasons:
-        return ""
-    parts = [f"+ {r['text']}" for r in reasons.get("positive", [])]
-    parts += [f"- {r['text']}" for r in reasons.get("negative", [])]
-    return "; ".join(parts)
-
-
-def score_flat_file(input: Path, output: Path, bundle_dir: Path, explain: bool = True) -> dict[str, Any]:
+def score_flat_file(
+    input: Path, output: Path, bundle_dir: Path, explain: bool = True, crm: Path | None = None
+) -> dict[str, Any]:
     """``leadscore score`` with a flat bundle: score the rows of an export-like file (the export's own
-    column names) and write one row per input row: the record id (the export's id column, when the
-    bundle knows one), probability, stage, score, reasons, model version. Returns counts."""
+    column names) and write one row per input row: the record id (the CRM id field of ``crm``'s
+    writeback block, else the export's id column the bundle knows), probability, stage, score,
+    reasons, model version; with ``crm`` under the CRM's field names. Returns counts."""
+    from leadscore.data.writeback import load_writeback, reasons_text, to_crm
     from leadscore.serve.offline import write_frame
 
     scorer = FlatScorer.load(bundle_dir)
+    wb = load_writeback(crm) if crm else None
     frame = read_export(Path(input)).reset_index(drop=True)
     results = scorer.results(frame, explain)
-    id_col = next((c for c in scorer.metadata.get("id_columns", []) if c in frame.columns), None)
+    ids = [c for c in ([wb.id] if wb else []) + scorer.metadata.get("id_columns", []) if c in frame.columns]
+    id_col = ids[0] if ids else None
     out = pd.DataFrame(
         {
             "record_id": frame[id_col].astype(str) if id_col else pd.Series(range(len(frame))).astype(str),
@@ -687,7 +684,8 @@ def score_flat_file(input: Path, output: Path, bundle_dir: Path, explain: bool =
         out["reasons_negative"] = [json.dumps(r["reasons"]["negative"]) for r in results]
     out["model_version"] = scorer.version
     out["bundle_checksum"] = scorer.checksum
-    out.attrs["id_column"] = id_col
+    if wb is not None:
+        out = to_crm(out, wb, "record_id", scorer.target)
     write_frame(out, Path(output))
     return {
         "leads": len(out),
