@@ -1,7 +1,16 @@
-"""Benchmark: ``train-table`` (guard's choice, params.train, early stopping) vs LightGBM defaults.
+"""Benchmark: ``train-table`` (guard's choice, default settings) vs LightGBM defaults on honest columns.
 
     .venv/bin/python benchmarks/flat_vs_default.py                      # synthetic shapes, 3 seeds
     .venv/bin/python benchmarks/flat_vs_default.py --caravan PATH       # + a real public dataset
+
+Real-world-like export shapes (``tests/exports.py``: a web-form lead export, a telemarketing list, a
+Salesforce lead report with open deals, a HubSpot contacts export) carry planted post-outcome columns
+of each kind (a grade, a last activity, a call duration with an innocent name, columns filled for won
+leads only, values found in one class only, follow-up tags). For them the table reports whether the
+default run (``leadscore train-table`` with no params file) excluded every planted leak, how many
+honest columns it excluded, and its test ROC-AUC next to ``lightgbm.LGBMClassifier()`` with default
+parameters trained on exactly the *known honest* columns under the same split (the issue's bar:
+within 0.02).
 
 For each realistic flat export made here in code (with / without a date column, planted leaky columns,
 placeholders, numbers as text, ids, free text, duplicates) the pipeline runs exactly as
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -30,9 +40,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from leadscore.config import load_params
+from leadscore.config import load_table_params
 from leadscore.data.flat import transform
 from leadscore.models.flat import build_spec, train_flat
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the generated export shapes live in tests/
+from tests.exports import SHAPES, make
 
 OUT = Path(__file__).parent / "out" / "flat_vs_default.md"
 INDUSTRIES = [
@@ -208,14 +221,17 @@ def compare(
     seed: int,
     truth: np.ndarray | None = None,
     positive: tuple[str, ...] = (),
+    negative: tuple[str, ...] = (),
+    honest: tuple[str, ...] | None = None,
+    leaks: tuple[str, ...] = (),
 ) -> dict[str, object]:
-    """Run the pipeline and the defaults on one export; return the row of the table."""
-    overrides: dict[str, object] = {
-        "flat.date_column": date,
-        "train.seed": seed,
-        "flat.positive_values": list(positive),
-    }
-    params = load_params("params.yaml", overrides=overrides)
+    """Run the default ``train-table`` and LightGBM defaults on one export; return the row of the table.
+
+    ``honest``: the export's honest columns (headers); the defaults train on exactly these (else on the
+    guard's choice). ``leaks``: planted leak headers, to check that each was excluded."""
+    flags = {"date_column": date, "positive_values": list(positive), "negative_values": list(negative)}
+    params = load_table_params(None, flags)
+    params = params.model_copy(update={"train": params.train.model_copy(update={"seed": seed})})
     start = time.perf_counter()
     result = train_flat(export, target, params, "benchmark")
     seconds = time.perf_counter() - start
@@ -224,8 +240,13 @@ def compare(
     frame = prep.frame.copy()
     if prep.date_column is not None and prep.dates is not None:
         frame[prep.date_column] = prep.dates.dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy()
-    honest = transform(frame, result.spec)
     train = sp.split == "train"
+    if honest is not None:
+        honest_cols = [prep.names[h] for h in honest if prep.names[h] in prep.kinds]
+        honest_spec = build_spec(prep, honest_cols, train, params.flat)
+    else:
+        honest_spec = result.spec
+    honest_x = transform(frame, honest_spec)
     leaky_spec = build_spec(prep, list(prep.kinds), train, params.flat)
     leaky = transform(frame, leaky_spec)
     row: dict[str, object] = {
@@ -235,10 +256,16 @@ def compare(
         "excluded": len(result.guard.excluded),
         "kept": len(result.spec.columns),
         "ours": result.metrics[result.spec.target]["model"]["roc_auc"],
-        "default": default_auc(honest, y, sp.split, result.spec.categorical_indices, seed),
+        "default": default_auc(honest_x, y, sp.split, honest_spec.categorical_indices, seed),
         "default_all_columns": default_auc(leaky, y, sp.split, leaky_spec.categorical_indices, seed),
         "seconds": seconds,
         "excluded_columns": result.guard.excluded,
+        "leaks_missed": [h for h in leaks if prep.names[h] not in result.guard.excluded],
+        "honest_excluded": [
+            h
+            for h in (honest or ())
+            if prep.names[h] in result.guard.excluded or prep.names[h] not in prep.kinds
+        ],
     }
     if truth is not None:
         kept_rows = np.ones(len(export), dtype=bool)
@@ -251,16 +278,32 @@ def compare(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--rows", type=int, default=8000, help="rows per generated export shape")
+    ap.add_argument("--legacy", action="store_true", help="also the earlier synthetic shapes")
     ap.add_argument("--caravan", type=Path, help="Caravan.csv or the ISLP wheel that ships it")
     args = ap.parse_args()
+    rows = []
+    for shape in SHAPES:
+        for seed in range(args.seeds):
+            e = make(shape, n=args.rows, seed=seed)
+            r = compare(
+                e.frame, e.target, e.date_column, seed, e.truth, e.positive, e.negative, e.honest,
+                tuple(e.leaks),
+            )  # fmt: skip
+            rows.append({"shape": f"{shape} ({len(e.leaks)} planted leaks)", "seed": seed, **r})
+            print(
+                f"{shape} seed {seed}: ours {r['ours']:.4f} default-on-honest {r['default']:.4f} "
+                f"(all columns {r['default_all_columns']:.4f}) leaks missed {r['leaks_missed']} "
+                f"honest excluded {r['honest_excluded']}",
+                flush=True,
+            )
     shapes = [
         ("CRM export, date column, 10k rows", 10000, True, -2.2),
         ("CRM export, no date column (stratified), 10k rows", 10000, False, -2.2),
         ("small export, date column, 2k rows", 2000, True, -1.8),
         ("rare outcome (~5 %), date column, 20k rows", 20000, True, -5.0),
     ]
-    rows = []
-    for name, n, with_date, base in shapes:
+    for name, n, with_date, base in shapes if args.legacy else []:
         for seed in range(args.seeds):
             export, truth = synthetic_export(n, seed, with_date, base)
             r = compare(export, "Converted", "Created Date" if with_date else None, seed, truth)
@@ -297,22 +340,32 @@ def main() -> None:
         wins=("ours", "size"),
         seconds=("seconds", "mean"),
     )
+    df["gap"] = df["default"] - df["ours"]
+    agg["max_gap"] = df.groupby("shape", sort=False)["gap"].max()
+    agg["leaks_missed"] = df.groupby("shape", sort=False)["leaks_missed"].agg(lambda v: sum(map(len, v)))
+    agg["honest_excluded"] = df.groupby("shape", sort=False)["honest_excluded"].agg(
+        lambda v: sum(map(len, v))
+    )
     agg["wins"] = df.assign(w=df["ours"] >= df["default"]).groupby("shape", sort=False)["w"].sum()
     lines = [
         "# Flat mode vs LightGBM defaults (out-of-sample ROC-AUC on the test slice)",
         "",
-        f"{args.seeds} seeds per shape; same split, same honest columns (the leakage guard's choice). "
+        f"{args.seeds} seeds per shape; same split. `default` = LightGBM with default parameters on the "
+        "known honest columns (generated shapes) or on the guard's choice (others); `max gap` = the worst "
+        "seed's default minus ours (the bar: <= 0.02); `leaks missed` / `honest excluded` summed over seeds. "
         "`all columns` = defaults trained on every column, leaks included (what a naive export promises).",
         "",
-        "| shape | rows | base rate | split | excluded | ours | default | ours ≥ default | all columns "
-        "(leaky) | oracle | s / run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| shape | rows | base rate | split | excluded | leaks missed | honest excluded | ours | default "
+        "| max gap | ours ≥ default | all columns (leaky) | oracle | s / run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for shape, a in agg.iterrows():
         oracle = f"{a['oracle']:.4f}" if "oracle" in df and pd.notna(a["oracle"]) else "–"
         lines.append(
             f"| {shape} | {a['rows']:,} | {a['base_rate']:.1%} | {a['split']} | {a['excluded']} | "
+            f"{a['leaks_missed']} | {a['honest_excluded']} | "
             f"{a['ours']:.4f} ± {a['ours_sd']:.4f} | {a['default']:.4f} ± {a['default_sd']:.4f} | "
+            f"{a['max_gap']:+.4f} | "
             f"{a['wins']}/{args.seeds} | {a['all_columns']:.4f} | {oracle} | {a['seconds']:.1f} |"
         )
     excluded = df.groupby("shape", sort=False)["excluded_columns"].first()

@@ -47,13 +47,13 @@ def _timed(stage: str, fn, *args):
 
 @app.command()
 def generate(params: ParamsOpt = Path("params.yaml")) -> None:
-    """Generate the demo B2B funnel into data/raw/ (the first stage when no real export is given)."""
+    """Generate the demo B2B funnel into data/demo/ (data.demo_dir; never into your data/raw/)."""
     from leadscore.data.generate import generate as gen
     from leadscore.data.generate import write_tables
 
     p = _params(params)
     tables = _timed("generate", gen, p.generate, p.features)
-    write_tables(tables, p.data.raw_dir)
+    write_tables(tables, p.data.demo_dir)
     typer.echo(json.dumps({k: len(v) for k, v in tables.items()}))
 
 
@@ -152,27 +152,81 @@ def score(
         Path | None, typer.Option("--stage-history", help="Stage changes of these leads (CSV/Parquet).")
     ] = None,
     accounts: Annotated[Path | None, typer.Option(help="Accounts of these leads (CSV/Parquet).")] = None,
+    crm: Annotated[
+        Path | None,
+        typer.Option(help="Mapping file with a writeback block: write under the CRM's field names."),
+    ] = None,
 ) -> None:
-    """Score a file of leads offline with the same code path as the API (for CRM bulk imports)."""
+    """Score a file of leads offline with the same code path as the API (for CRM bulk imports).
+
+    A flat bundle (``train-table``) scores rows of an export-like file with the export's own columns."""
     from leadscore.serve.offline import score_file
 
     result = _timed(
-        "score", score_file, input, output, bundle_dir, events, as_of, explain, stage_history, accounts
+        "score", score_file, input, output, bundle_dir, events, as_of, explain, stage_history, accounts, crm
     )
     typer.echo(json.dumps(result))
+
+
+def _table_params(params: Path | None, flags: dict[str, object]):
+    """train-table settings: defaults, then --params (or ./params.yaml when present), then the flags."""
+    from leadscore.config import load_table_params
+
+    path = params if params is not None else (Path("params.yaml") if Path("params.yaml").is_file() else None)
+    try:
+        return load_table_params(path, {k: v for k, v in flags.items() if v not in (None, [], False)})
+    except (FileNotFoundError, ValueError) as exc:
+        typer.secho(f"error: invalid settings ({path or 'defaults'}):\n{exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
 
 
 @app.command("train-table")
 def train_table(
     export: Annotated[Path, typer.Argument(help="A flat export: one row per lead (CSV or Parquet).")],
     target: Annotated[str, typer.Option(help="The outcome column.")],
-    params: ParamsOpt = Path("params.yaml"),
+    positive: Annotated[
+        list[str] | None, typer.Option("--positive", help="An outcome value meaning converted (repeatable).")
+    ] = None,
+    negative: Annotated[
+        list[str] | None,
+        typer.Option("--negative", help="An outcome value meaning lost (repeatable); other values are open."),
+    ] = None,
+    date_column: Annotated[
+        str | None, typer.Option("--date-column", help="Split by time on this column (the lead's creation).")
+    ] = None,
+    rows_in_time_order: Annotated[
+        bool, typer.Option("--rows-in-time-order", help="No date column; the rows are in time order.")
+    ] = False,
+    drop: Annotated[
+        list[str] | None, typer.Option("--drop", help="A column to leave out (repeatable).")
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option("--allow", help="Keep a column a heuristic or the leakage guard dropped (repeatable)."),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Output folder for bundle and reports.")] = Path("flat"),
+    params: Annotated[
+        Path | None, typer.Option("--params", "-p", help="Settings file (default: ./params.yaml if present).")
+    ] = None,
 ) -> None:
     """Train on a flat export (one row per lead) with the leakage guard; writes a servable bundle."""
     from leadscore.models.flat import run_train_table
 
-    _timed("train-table", run_train_table, export, target, _params(params), out)
+    if date_column and rows_in_time_order:
+        typer.secho("error: give --date-column or --rows-in-time-order, not both", fg="red", err=True)
+        raise typer.Exit(2)
+    p = _table_params(
+        params,
+        {
+            "positive_values": positive,
+            "negative_values": negative,
+            "date_column": date_column,
+            "rows_in_time_order": rows_in_time_order,
+            "drop_columns": drop,
+            "allow_columns": allow,
+        },
+    )
+    _timed("train-table", run_train_table, export, target, p, out)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,28 @@ class _Section(BaseModel):
 
 
 class DataParams(_Section):
-    raw_dir: Path = Path("data/raw")
+    """Where each stage reads and writes. ``raw_dir`` is the user's: no stage ever writes there."""
+
+    raw_dir: Path = Path("data/raw")  # the user's CRM export (immutable; never a stage output)
+    demo_dir: Path = Path("data/demo")  # the demo generator's output (a DVC output of `generate`)
+    source: Path = Path("data/demo")  # the folder the pipeline reads: demo_dir, raw_dir or another export
     interim_dir: Path = Path("data/interim")
     processed_dir: Path = Path("data/processed")
     build_dir: Path = Path("build")
     models_dir: Path = Path("models")
     reports_dir: Path = Path("reports")
+
+    @model_validator(mode="after")
+    def _demo_never_overwrites_user_data(self) -> DataParams:
+        # The generator writes demo_dir; if it were raw_dir (or held it), `dvc repro` would replace or
+        # delete the user's export (issue 11).
+        demo, raw = self.demo_dir.resolve(), self.raw_dir.resolve()
+        if demo == raw or raw.is_relative_to(demo) or demo.is_relative_to(raw):
+            raise ValueError(
+                f"data.demo_dir ({self.demo_dir}) must be outside data.raw_dir ({self.raw_dir}): the demo "
+                "generator writes demo_dir and must never touch the user's export"
+            )
+        return self
 
 
 class SparkParams(_Section):
@@ -181,6 +197,8 @@ class TrainParams(_Section):
     # For example tables larger than memory: the calibrator, fitted on the whole calibration slice,
     # brings the probabilities back to the real base rate (docs/scale.md).
     negative_sample_rate: float = Field(1.0, gt=0, le=1)
+    # lead / account attributes the leakage guard flags but you know are filled in before the outcome
+    allow_columns: tuple[str, ...] = ()
 
 
 class CalibrateParams(_Section):
@@ -307,12 +325,26 @@ class DealsSource(_Source):
     kind: Literal["deals"]
     lead_id_column: str
     created_column: str
-    closed_column: str
-    status_column: str
-    won_values: tuple[str, ...]
-    lost_values: tuple[str, ...]
+    closed_column: str | None = None  # null: the created date (a table of closed deals with one date)
+    status_column: str | None = None  # null only with all_won: a table of won deals has no status
+    won_values: tuple[str, ...] = ()
+    lost_values: tuple[str, ...] = ()
     open_values: tuple[str, ...] = ()  # other statuses are quarantined (unmapped), never dropped silently
     created_stage: str = "opportunity"  # the stage a lead reaches when its deal is created
+    all_won: bool = False  # every row is a closed-won deal (e.g. an orders / customers export)
+
+    @model_validator(mode="after")
+    def _status_or_all_won(self) -> DealsSource:
+        if self.all_won:
+            return self
+        if self.status_column is None:
+            raise ValueError(
+                f"deals source {self.file!r}: no status_column; set `all_won: true` when every row is a "
+                "closed-won deal, else name the status column and its won_values / lost_values"
+            )
+        if not self.won_values:
+            raise ValueError(f"deals source {self.file!r}: won_values is empty (which statuses are wins?)")
+        return self
 
 
 def _source_kind(value: Any) -> str:
@@ -329,14 +361,26 @@ Source = Annotated[
 ]
 
 
+WritebackField = Literal["score", "probability", "stage", "reasons", "model_version"]
+
+
+class WritebackParams(_Section):
+    """Scores back into the CRM under its own field names (``leadscore score --crm FILE``)."""
+
+    id: str  # the CRM's record id field (the lead id the mapping read, e.g. Salesforce `Id`)
+    fields: dict[WritebackField, str]  # what we write -> the CRM's field (e.g. score: Lead_Score__c)
+    target: str | None = None  # whose probability goes in `probability` (null: the stages' target)
+
+
 class MappingParams(_Section):
-    """How a CRM export in ``data.raw_dir`` becomes the contract tables (see docs/byod.md)."""
+    """How a CRM export in ``data.source`` becomes the contract tables (see docs/byod.md)."""
 
     date_format: str | None = None  # null: ISO 8601, else each value parsed on its own (mixed formats)
     dayfirst: bool = False  # 03/04/2024 is 3 April (only when date_format is null)
     timezone: str = "UTC"  # IANA zone of timestamps without an offset
     missing_values: tuple[str, ...] = ("N/A", "#N/A", "-", "--", "Select", "null", "None")
-    tables: dict[MappedTable, tuple[Source, ...]]
+    tables: dict[MappedTable, tuple[Source, ...]] = {}
+    writeback: WritebackParams | None = None  # scores back under the CRM's field names (docs/byod.md)
 
     @model_validator(mode="after")
     def _kinds_fit_tables(self) -> MappingParams:
@@ -353,22 +397,50 @@ class MappingParams(_Section):
 
 
 class LeakageParams(_Section):
-    """Evidence thresholds of the leakage guard (``leadscore.models.leakage``)."""
+    """Evidence thresholds of the leakage guard (``leadscore.models.leakage``).
 
-    auc_threshold: float = Field(0.95, gt=0.5, le=1)  # one column alone predicts the outcome this well
-    missing_high: float = Field(0.95, gt=0, le=1)  # missing in >= this share of one class ...
-    missing_low: float = Field(0.05, ge=0, lt=1)  # ... and in <= this share of the other
+    Real post-outcome columns score 0.65-0.85 on their own, so the bars are low on purpose: a flagged
+    honest column costs a little accuracy (and ``--allow`` brings it back); a missed leak makes the
+    whole model useless on new leads.
+    """
+
+    # (a) one column alone predicts the outcome this well, whatever the other columns do
+    auc_threshold: float = Field(0.9, gt=0.5, le=1)
+    # (a') ... or about as well as all other unflagged columns together: AUC alone >= AUC of the rest
+    # minus ``rest_margin`` (checked for columns with an AUC alone of at least ``rest_min_auc``; columns
+    # with an AUC alone of at least ``suspect_auc`` never count in another column's rest)
+    rest_min_auc: float = Field(0.62, gt=0.5, le=1)
+    suspect_auc: float = Field(0.7, gt=0.5, le=1)
+    rest_margin: float = Field(0.01, ge=0, le=0.5)
+    # (b) filled in one class ``missing_ratio`` times as often as in the other, and in at least
+    # ``missing_min_share`` of that class (e.g. filled for 15 % of won deals, never for lost ones)
+    missing_ratio: float = Field(5.0, gt=1)
+    missing_min_share: float = Field(0.05, gt=0, lt=1)
+    # (d) one value covers this share of rows and occurs in one outcome class only (binomial tail below
+    # ``one_sided_alpha`` under the base rate: a rare honest value is not enough)
+    one_sided_min_share: float = Field(0.005, ge=0, le=1)
+    one_sided_alpha: float = Field(1e-6, gt=0, lt=1)
+    # also values found among non-converters only: off by default, because honest disqualifiers
+    # (students, competitors, personal e-mail) never convert either
+    one_sided_negative: bool = False
     min_class_rows: int = Field(10, ge=1)  # statistical checks need this many rows of each class
     value_min_share: float = Field(0.01, ge=0, le=1)  # follow-up values must cover this share of rows
+    # (c) names and values that describe sales follow-up, grading or outcomes (normalised snake_case names)
     name_patterns: tuple[str, ...] = (
         r"(^|_)(closed?|won|lost|opportunit(y|ies)|opp|deals?|contracts?|renewals?|churn(ed)?)(_|$)",
-        r"(^|_)(stage|status|reason|amount|converted|owner|quote|proposal|negotiation|forecast)(_|$)",
-        r"sales_owner|meeting_held|demo_(completed|held|done)|sales_activit|last_contacted|days_to_close",
+        r"(^|_)(stage|status|reason|amount|converted|conversion|owner|quote|proposal|negotiation)(_|$)",
+        r"(^|_)(forecast|quality|rating|grade|graded|tags?|disposition|outcome|result|qualified)(_|$)",
+        r"last_(notable_)?activit|last_contact|last_touch|last_call|activity_(date|type)|sales_activit",
+        r"(^|_)(call|talk|meeting|conversation)_?(duration|length|time|minutes|seconds|count)",
+        r"^duration$|sales_owner|meeting_held|demo_(completed|held|done)|days_to_close|follow_?up",
+        r"(^|_)(assigned|assignee|rep|sdr|bdr|ae)(_|$)",
     )
     value_patterns: tuple[str, ...] = (
-        r"\b(closed|won|lost|converted|churned)\b",
+        r"\b(closed|won|lost|converted|churned|disqualified|unqualified)\b",
         r"\b(opportunity|deal|contract|renewal|proposal|negotiation)\b",
-        r"\b(meeting|demo|call) (held|completed|done)\b",
+        r"\b(meeting|demo|call) (held|completed|done|booked)\b",
+        r"\b(ringing|revert|call ?back|follow[- ]?up|contacted|unreachable|no answer|voicemail)\b",
+        r"\b(not interested|wrong number|switched off|junk lead|phone conversation|already a student)\b",
     )
 
 
@@ -388,12 +460,27 @@ class FlatSplitParams(_Section):
         return self
 
 
+class FlatStageRule(_Section):
+    """A stage of a flat bundle: the top ``top_share`` of the calibration slice, or a fixed probability."""
+
+    name: str
+    top_share: float | None = Field(None, gt=0, le=1)
+    probability: float | None = Field(None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> FlatStageRule:
+        if (self.top_share is None) == (self.probability is None):
+            raise ValueError(f"flat stage {self.name!r} needs exactly one of `top_share` or `probability`")
+        return self
+
+
 class FlatParams(_Section):
     """``leadscore train-table``: cleaning a one-row-per-lead export (``leadscore.data.flat``)."""
 
     positive_values: tuple[str, ...] = ()  # outcome values meaning converted; empty: 1/yes/true/y
     negative_values: tuple[str, ...] = ()  # empty: every other value is negative (with positive_values)
     date_column: str | None = None  # time-ordered split on this column; null: stratified (optimistic)
+    rows_in_time_order: bool = False  # no date column, but rows are in time order: split by position
     dayfirst: bool = False
     id_columns: tuple[str, ...] = ()  # always dropped (besides columns detected as ids)
     drop_columns: tuple[str, ...] = ()  # dropped on request
@@ -417,9 +504,15 @@ class FlatParams(_Section):
     numeric_share: float = Field(0.9, gt=0, le=1)  # a text column is a number when this share parses
     date_share: float = Field(0.9, gt=0, le=1)  # ... a date when this share parses as a date
     max_reject_share: float = Field(0.2, ge=0, le=1)  # fail when more rows than this are quarantined
-    allow_columns: tuple[str, ...] = ()  # columns the leakage guard flags but you know are honest
+    allow_columns: tuple[str, ...] = ()  # columns a heuristic drops or the leakage guard flags, kept anyway
     leakage: LeakageParams = LeakageParams()
     split: FlatSplitParams = FlatSplitParams()
+    # ordered stage rules of the flat bundle, fitted on the calibration slice (never on test)
+    stages: tuple[FlatStageRule, ...] = (
+        FlatStageRule(name="sales_ready", top_share=0.1),
+        FlatStageRule(name="mql", top_share=0.3),
+        FlatStageRule(name="nurture", probability=0.0),
+    )
 
 
 class Params(_Section):
@@ -451,6 +544,39 @@ class Params(_Section):
                 f"{sorted(self.snapshots.targets)}"
             )
         return self
+
+
+class TableParams(BaseModel):
+    """What ``leadscore train-table`` reads: model, calibration, evaluation and flat-export settings.
+
+    Every field has a default, so a flat export trains from any folder without a params.yaml; a params
+    file (the project's, or a small one with only these sections) overrides them. Other sections of
+    the file are ignored here."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    train: TrainParams = TrainParams()
+    calibrate: CalibrateParams = CalibrateParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    flat: FlatParams = FlatParams()
+
+
+def load_table_params(path: str | Path | None = None, flat: dict[str, Any] | None = None) -> TableParams:
+    """``train-table`` settings: defaults, then ``path`` (if given), then ``flat`` (command-line flags)."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"params file not found: {path.resolve()}")
+        raw = yaml.safe_load(path.read_text()) or {}
+    raw = {k: raw[k] for k in TableParams.model_fields if k in raw}
+    if flat:
+        base = dict(raw.get("flat") or {})
+        for key in ("drop_columns", "allow_columns"):  # lists from the file and the flags add up
+            if key in flat and base.get(key):
+                flat = {**flat, key: [*base[key], *flat[key]]}
+        raw["flat"] = {**base, **flat}
+    return TableParams.model_validate(raw)
 
 
 def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:

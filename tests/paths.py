@@ -9,4 +9,7 @@ from leadscore.config import DataParams
 
 def data_dirs(root: Path) -> dict[str, str]:
     """Dotted param overrides ``data.<x>_dir`` → ``root/<x>`` for every folder in ``DataParams``."""
-    return {f"data.{name}": str(Path(root) / name.removesuffix("_dir")) for name in DataParams.model_fields}
+    dirs = {f"data.{name}": str(Path(root) / name.removesuffix("_dir")) for name in DataParams.model_fields}
+    # Tests put their tables where a user would (raw_dir) and the pipeline reads them from there.
+    dirs["data.source"] = dirs["data.raw_dir"]
+    return dirs

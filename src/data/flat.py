@@ -38,28 +38,19 @@ Kind = Literal["numeric", "boolean", "date", "category"]
 
 TRUE_VALUES: Final = frozenset({"1", "1.0", "yes", "y", "true", "t"})
 FALSE_VALUES: Final = frozenset({"0", "0.0", "no", "n", "false", "f"})
-#: Names that identify a person: never features (privacy, and they cannot generalise).
-IDENTITY_TOKENS: Final = frozenset(
-    {
-        "email",
-        "e_mail",
-        "phone",
-        "mobile",
-        "first_name",
-        "last_name",
-        "full_name",
-        "firstname",
-        "lastname",
-        "fullname",
-        "linkedin_url",
-    }
-)
 ID_TOKENS: Final = frozenset({"id", "uuid", "guid", "ids"})
 OTHER: Final = "other"
 
 
 class FlatDataError(ValueError):
-    """A flat export cannot be used as it is; the message names the file, the column and examples."""
+    """A flat export cannot be used as it is; the message names the file, the column and examples.
+
+    ``quarantine``: the rows set aside so far (the CLI writes them before it reports the error, so the
+    quarantine file the message names exists)."""
+
+    def __init__(self, message: str, quarantine: pd.DataFrame | None = None) -> None:
+        super().__init__(message)
+        self.quarantine = quarantine
 
 
 # --- names ---------------------------------------------------------------------------------------------
@@ -267,41 +258,63 @@ def parse_dates(
     return out, bad
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """The outcome per row: ``y`` 1.0 / 0.0 (NaN when missing or open), the open rows (neither a
+    positive nor a negative value), and which values were read as negative (for the report)."""
+
+    y: pd.Series
+    open: np.ndarray
+    negatives: dict[str, int]
+    opens: dict[str, int]
+
+
 def parse_outcome(
     values: pd.Series, positive: Sequence[str], negative: Sequence[str], file: str, column: str
-) -> pd.Series:
-    """The outcome as float 1.0 / 0.0 (NaN when missing), or :class:`FlatDataError` on unexpected values.
+) -> Outcome:
+    """Read the outcome column, or raise :class:`FlatDataError` (file, column, example values).
 
-    With ``positive`` empty the column must be boolean-like (1/0, yes/no, true/false, y/n). With
-    ``positive`` set, listed values are 1, and the others 0 (or, when ``negative`` is set too, only the
-    listed ones; anything else is unexpected).
+    With ``positive`` empty the column must be boolean-like (1/0, yes/no, true/false, y/n). With only
+    ``positive`` set, every other value is negative (and listed in ``negatives`` so nothing is silent).
+    With both set, any other value (an open deal, "Working") is *open*: not an example, quarantined.
     """
-    folded = text(values).map(lambda v: v.casefold() if isinstance(v, str) else v)
+    raw = text(values)
+    folded = raw.map(lambda v: v.casefold() if isinstance(v, str) else v)
     pos = {p.strip().casefold() for p in positive}
     neg = {p.strip().casefold() for p in negative}
+    present = folded.notna().to_numpy()
+    open_ = np.zeros(len(values), dtype=bool)
     if pos:
-        known = pos | neg if neg else None
-        y = folded.map(lambda v: np.nan if not isinstance(v, str) else 1.0 if v in pos else 0.0)
+        is_pos = folded.isin(pos).to_numpy()
+        is_neg = (folded.isin(neg).to_numpy() if neg else ~is_pos) & present
+        open_ = present & ~is_pos & ~is_neg
+        y = pd.Series(np.where(is_pos, 1.0, np.where(is_neg, 0.0, np.nan)), index=values.index)
     else:
-        known = set(TRUE_VALUES | FALSE_VALUES)
-        y = folded.map(lambda v: np.nan if not isinstance(v, str) else 1.0 if v in TRUE_VALUES else 0.0)
-    if known is not None:
+        if neg:
+            raise FlatDataError(
+                f"{file}: --negative is given for outcome column {column!r} but no --positive value"
+            )
+        known = TRUE_VALUES | FALSE_VALUES
         unexpected = folded.notna() & ~folded.isin(known)
         if unexpected.any():
-            raw = text(values)[unexpected]
-            counts = raw.value_counts().head(5)
+            counts = raw[unexpected].value_counts().head(5)
             listed = ", ".join(f"{v!r} ×{n}" for v, n in counts.items())
-            hint = (
-                'set flat.positive_values to the values that mean converted (e.g. ["Closed Won"])'
-                if not pos
-                else "add them to flat.positive_values or flat.negative_values"
-            )
             raise FlatDataError(
-                f"{file}: outcome column {column!r} has {int(unexpected.sum())} unexpected value(s): "
-                f"{listed} "
-                f"(first at data row {int(np.flatnonzero(unexpected.to_numpy())[0])}); {hint}"
+                f"{file}: outcome column {column!r} is not yes/no: {listed} (first at data row "
+                f"{int(np.flatnonzero(unexpected.to_numpy())[0])}); say which values mean converted with "
+                '--positive (e.g. --positive "Closed Won"), and --negative for the lost ones'
             )
-    return y.astype("float64")
+        y = folded.map(lambda v: np.nan if not isinstance(v, str) else 1.0 if v in TRUE_VALUES else 0.0)
+        is_neg = (y == 0.0).to_numpy()
+    if pos and not (folded.isin(pos)).any():
+        counts = raw.value_counts().head(5)
+        raise FlatDataError(
+            f"{file}: no row of outcome column {column!r} has a --positive value {sorted(positive)}; "
+            f"its values are e.g. {', '.join(repr(v) for v in counts.index)}"
+        )
+    negatives = raw[is_neg].value_counts().to_dict() if pos else {}
+    opens = raw[open_].value_counts().to_dict()
+    return Outcome(y.astype("float64"), open_, {str(k): int(v) for k, v in negatives.items()}, opens)
 
 
 # --- the cleaning spec ----------------------------------------------------------------------------------
@@ -536,32 +549,91 @@ def infer_kind(values: pd.Series, params: FlatParams) -> tuple[Kind, dict[str, A
     return "category", {}
 
 
+_EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)
+_UUID: Final = re.compile(
+    r"^\{?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\}?$"  # UUID / GUID
+    r"|^(0x)?[0-9a-f]{24,128}$"  # hashes (md5, sha1, sha256), Mongo ObjectIds
+    r"|^(?=.*\d)(?=.*[a-z])[a-z0-9]{15}(?:[a-z0-9]{3})?$",  # Salesforce-style record ids
+    re.IGNORECASE,
+)
+_PHONE: Final = re.compile(r"^\+?[\d\s().\-/]{7,}$")
+PERSON_NAMES: Final = frozenset(
+    {"name", "first_name", "last_name", "full_name", "firstname", "lastname", "fullname", "contact_name"}
+)
+
+
+def identity_reason(name: str, present: pd.Series, kind: Kind) -> str | None:
+    """Why a column identifies a person (by its values, not by its name alone), or None.
+
+    Opt-out flags ("Do Not Email", "Do Not Call": yes/no) and counts ("Email Opens") are not identity:
+    a column is identity when its values are e-mail addresses, phone numbers in a phone-named column,
+    LinkedIn URLs, or many different person names in a name column."""
+    if kind == "boolean" or present.nunique() <= 2:
+        return None
+    sample = present.astype(str).head(2000)
+    if sample.str.match(_EMAIL).mean() > 0.5:
+        return "identity column (e-mail addresses)"
+    if sample.str.contains("linkedin.com/", case=False, regex=False).mean() > 0.5:
+        return "identity column (LinkedIn URLs)"
+    tokens = set(name.split("_"))
+    if tokens & {"phone", "mobile", "tel", "telephone", "fax"} and sample.str.match(_PHONE).mean() > 0.5:
+        return "identity column (phone numbers)"
+    if name in PERSON_NAMES and kind == "category" and present.nunique() / len(present) > 0.2:
+        return "identity column (person names)"
+    return None
+
+
+def id_reason(name: str, present: pd.Series, kind: Kind) -> str | None:
+    """Why a column is a record id (by content), or None: UUID- or hash-like values, unique values per
+    row, or unique whole numbers that grow (or shrink) with the row order (row numbers, lead numbers)."""
+    sample = present.astype(str).str.strip().head(2000)
+    if len(sample) and sample.str.match(_UUID).mean() >= 0.9:
+        return "id column (UUID- or hash-like values)"
+    unique_share = present.nunique() / len(present)
+    if kind == "category" and unique_share >= 0.99 and len(present) >= 20:
+        wordy = bool(present.str.contains(r"\s").mean() > 0.5)
+        if not wordy:
+            return "id column (unique per row)"
+    if kind == "numeric" and unique_share >= 0.95 and len(present) >= 20:
+        nums = parse_numbers(present)[0].dropna().to_numpy()
+        if len(nums) and bool((nums % 1 == 0).all()):
+            steps = np.diff(nums)
+            if len(steps) and max((steps > 0).mean(), (steps < 0).mean()) >= 0.95:
+                return "id column (unique whole numbers in row order)"
+            span = nums.max() - nums.min() + 1
+            if span <= 1.5 * len(nums):
+                return "id column (unique, consecutive whole numbers)"
+    if set(name.split("_")) & ID_TOKENS and unique_share >= 0.5:
+        return "id column (named like an id, mostly unique values)"
+    return None
+
+
 def _drop_reason(
-    name: str, values: pd.Series, kind: Kind, params: FlatParams, n_rows: int, forced: Mapping[str, str]
+    name: str,
+    values: pd.Series,
+    kind: Kind,
+    params: FlatParams,
+    n_rows: int,
+    forced: Mapping[str, str],
+    allowed: bool = False,
 ) -> str | None:
-    """Why column ``name`` is not a candidate feature, or None."""
+    """Why column ``name`` is not a candidate feature, or None. ``allowed`` (``--allow``) overrides every
+    heuristic below; only an explicit drop and an empty column still win."""
     if name in forced:
         return forced[name]
-    tokens = set(name.split("_"))
-    if name in IDENTITY_TOKENS or "email" in tokens or "phone" in tokens or name in {"name", "full_name"}:
-        return "identity column (names, e-mail, phone never score a lead)"
     present = values.dropna()
     if present.empty:
         return "empty after cleaning"
+    if allowed:
+        return None
+    reason = identity_reason(name, present, kind)
+    if reason:
+        return reason
     if present.nunique() == 1 and len(present) == n_rows:
         return f"constant ({present.iloc[0]!r})"
-    unique_share = present.nunique() / len(present)
-    if tokens & ID_TOKENS:
-        return "id column (named like an id)"
-    wordy = kind == "category" and bool(present.str.contains(r"\s").mean() > 0.5)
-    if kind == "category" and unique_share >= 0.99 and len(present) >= 20 and not wordy:
-        return "id column (unique per row)"
-    if kind == "numeric" and unique_share >= 0.99 and len(present) >= 20:
-        nums = parse_numbers(present)[0].dropna()
-        whole = bool((nums % 1 == 0).all())
-        span = nums.max() - nums.min() + 1
-        if whole and span <= 1.5 * len(nums):
-            return "id column (unique, consecutive whole numbers)"
+    reason = id_reason(name, present, kind)
+    if reason:
+        return reason
     if kind == "category":
         n_distinct = present.map(lambda v: re.sub(r"\s+", " ", v).casefold()).nunique()
         if n_distinct > params.max_categories and n_distinct / len(present) > params.high_cardinality_share:
@@ -592,14 +664,22 @@ def prepare(raw: pd.DataFrame, target: str, params: FlatParams, file: str = "exp
         for c in params.id_columns
     }
     forced |= {
-        resolve_column(c, names, "flat.drop_columns", file): "dropped (flat.drop_columns)"
+        resolve_column(c, names, "--drop / flat.drop_columns", file): "dropped (--drop / flat.drop_columns)"
         for c in params.drop_columns
     }
+    allowed = {resolve_column(c, names, "--allow / flat.allow_columns", file) for c in params.allow_columns}
+    if target_n in allowed:
+        raise FlatDataError(
+            f"{file}: --allow names the outcome column {target!r}; the outcome is never a feature"
+        )
     clean, ph_counts = blank_placeholders(frame, params.placeholders)
 
     n = len(raw)
     reasons = np.full(n, "", dtype=object)
-    y = parse_outcome(clean[target_n], params.positive_values, params.negative_values, file, target)
+    outcome = parse_outcome(clean[target_n], params.positive_values, params.negative_values, file, target)
+    y = outcome.y
+    # Open rows (an open deal, "Working") are not examples yet: set aside, counted, never negatives.
+    reasons[outcome.open] = f"open_outcome:{target_n}"
     reasons[(y.isna() & (reasons == "")).to_numpy()] = f"missing_outcome:{target_n}"
     dup = raw.astype(str).duplicated(keep="first").to_numpy()
     reasons[dup & (reasons == "")] = "duplicate_row"
@@ -628,23 +708,28 @@ def prepare(raw: pd.DataFrame, target: str, params: FlatParams, file: str = "exp
         .sort_values("source_row", kind="stable")
         .reset_index(drop=True)
     )
-    share = dropped.mean()
     counts = {str(r): int((reasons == r).sum()) for r in pd.unique(reasons[dropped])}
     if dropped.all():
-        raise FlatDataError(f"{file}: the export is empty after cleaning: every row was quarantined {counts}")
-    if share > params.max_reject_share:
-        first = int(np.flatnonzero(dropped)[0])
         raise FlatDataError(
-            f"{file}: {int(dropped.sum())} of {n} rows quarantined ({share:.1%}), more than "
+            f"{file}: the export is empty after cleaning: every row was set aside {counts}", quarantine
+        )
+    bad_rows = dropped & ~outcome.open  # open rows are not bad rows: they do not count towards the bound
+    share = bad_rows.mean()
+    if share > params.max_reject_share:
+        first = int(np.flatnonzero(bad_rows)[0])
+        raise FlatDataError(
+            f"{file}: {int(bad_rows.sum())} of {n} rows quarantined ({share:.1%}), more than "
             f"flat.max_reject_share = {params.max_reject_share:.0%}: {counts} (e.g. data row {first}, "
-            f"{reasons[first]}). Rows and reasons: quarantine.csv next to the outputs"
+            f"{reasons[first]}, value {_shown(raw.iloc[first][_reason_column(reasons[first], names)])})",
+            quarantine,
         )
     keep = ~dropped
     y_kept = y.to_numpy()[keep].astype(np.int8)
     if len(np.unique(y_kept)) < 2:
         raise FlatDataError(
             f"{file}: outcome column {target!r} has a single class after cleaning ({int(y_kept[0])} in all "
-            f"{len(y_kept)} rows); check flat.positive_values"
+            f"{len(y_kept)} rows); check --positive / --negative",
+            quarantine,
         )
     kept = clean.loc[keep].reset_index(drop=True)
 
@@ -664,7 +749,9 @@ def prepare(raw: pd.DataFrame, target: str, params: FlatParams, file: str = "exp
             report[col] = entry | {"role": "split date (not a feature)"}
             continue
         kind, info = infer_kind(kept[col], params)
-        reason = _drop_reason(col, kept[col], kind, params, len(kept), forced)
+        reason = _drop_reason(col, kept[col], kind, params, len(kept), forced, col in allowed)
+        if col in allowed:
+            entry["allowed"] = True
         entry |= {"kind": kind, **info}
         if reason is None:
             kinds[col] = kind
@@ -674,7 +761,16 @@ def prepare(raw: pd.DataFrame, target: str, params: FlatParams, file: str = "exp
             entry["reason"] = reason
         report[col] = entry
     warnings: list[str] = []
-    if date_n is None:
+    if outcome.negatives and len(outcome.negatives) > 1 and not params.negative_values:
+        shown = ", ".join(f"{v!r} ×{k}" for v, k in list(outcome.negatives.items())[:5])
+        warnings.append(
+            f"note: every outcome value other than {list(params.positive_values)} is read as NEGATIVE: "
+            f"{shown}. If some are still open (e.g. open deals), list the lost ones with --negative: "
+            "the rest are then set aside as open."
+        )
+    if date_n is None and params.rows_in_time_order:
+        pass  # the split goes by row position (see models.flat.split_rows)
+    elif date_n is None:
         warnings.append(
             "WARNING: no date column (flat.date_column), so the split is stratified at random, not by "
             "time. The test estimate is OPTIMISTIC: it mixes past and future leads. Set flat.date_column "
@@ -698,9 +794,27 @@ def prepare(raw: pd.DataFrame, target: str, params: FlatParams, file: str = "exp
         target=target_n,
         date_column=date_n,
         quarantine=quarantine,
-        report={"rows_read": n, "rows_kept": int(keep.sum()), "quarantined": counts, "columns": report},
+        report={
+            "rows_read": n,
+            "rows_kept": int(keep.sum()),
+            "quarantined": counts,
+            "open_outcome_values": outcome.opens,
+            "negative_outcome_values": outcome.negatives,
+            "columns": report,
+        },
         warnings=warnings,
     )
+
+
+def _shown(value: object) -> str:
+    """A raw value for an error message: quoted, or ``empty``."""
+    return "empty" if value is None or (isinstance(value, float) and np.isnan(value)) else repr(str(value))
+
+
+def _reason_column(reason: str, names: Mapping[str, str]) -> str:
+    """The export's header of the column a quarantine reason ("missing_outcome:converted") names."""
+    col = reason.split(":", 1)[-1]
+    return {v: k for k, v in names.items()}.get(col, next(iter(names)))
 
 
 def fit_vocabulary(values: pd.Series, params: FlatParams) -> tuple[str, ...]:

@@ -162,25 +162,31 @@ def deals_to_stages(
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Stage rows (``lead_id, stage, ts, reason`` as text) from a deals table, and counts for the report.
 
-    Only ``src.lead_id_column``, ``status_column``, ``created_column`` and ``closed_column`` are read.
+    Only ``src.lead_id_column``, ``status_column``, ``created_column`` and ``closed_column`` are read
+    (with ``all_won`` there is no status: every row is a closed-won deal).
     A status outside won/lost/open values becomes a row whose stage is that status (quarantined by
     validate as ``unknown_stage``, counted); a deal whose created date is missing or unparseable becomes a
     row with that value (quarantined as ``missing_value:ts`` / ``bad_timestamp:ts``).
     """
-    cols = [src.lead_id_column, src.status_column, src.created_column, src.closed_column]
+    closed_column = src.closed_column or src.created_column
+    cols = [src.lead_id_column, src.created_column, closed_column]
+    cols += [src.status_column] if src.status_column and not src.all_won else []
     require_columns(deals, cols, file, "mapping (deals source)")
     lead = text(deals[src.lead_id_column]).to_numpy(dtype=object)
-    status = text(deals[src.status_column])
-    folded = status.map(lambda v: v.casefold() if isinstance(v, str) else "")
-    won = folded.isin(_fold(src.won_values)).to_numpy()
-    lost = folded.isin(_fold(src.lost_values)).to_numpy()
-    is_open = folded.isin(_fold(src.open_values)).to_numpy()
+    if src.all_won:  # a table of won deals (orders, customers): every row is a win, no status to read
+        status = pd.Series("won", index=deals.index, dtype=object)
+        won = np.ones(len(deals), dtype=bool)
+        lost = is_open = np.zeros(len(deals), dtype=bool)
+    else:
+        status = text(deals[src.status_column])
+        folded = status.map(lambda v: v.casefold() if isinstance(v, str) else "")
+        won = folded.isin(_fold(src.won_values)).to_numpy()
+        lost = folded.isin(_fold(src.lost_values)).to_numpy()
+        is_open = folded.isin(_fold(src.open_values)).to_numpy()
     created_txt, created = timestamp_text(
         deals[src.created_column], opts, file, src.created_column, max_bad_share
     )
-    closed_txt, closed = timestamp_text(
-        deals[src.closed_column], opts, file, src.closed_column, max_bad_share
-    )
+    closed_txt, closed = timestamp_text(deals[closed_column], opts, file, closed_column, max_bad_share)
     # A deal cannot close before it was created; date-only close dates (midnight) often look like it.
     closed = closed.where(closed.isna() | (closed >= created) | created.isna(), created)
     closed_txt = closed_txt.where(closed.isna(), closed.dt.strftime("%Y-%m-%dT%H:%M:%SZ"))

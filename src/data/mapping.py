@@ -367,11 +367,11 @@ def apply_mapping(
 
 
 def run_mapping(params: Params) -> dict[str, pd.DataFrame]:
-    """Map ``data.raw_dir`` through ``params.mapping``; write ``reports/mapping.json`` and the rows left
-    out on purpose to ``interim/quarantine/mapping.parquet``; return the tables for validation."""
+    """Map ``data.source`` (read only) through ``params.mapping``; write ``reports/mapping.json`` and the
+    rows left out on purpose to ``interim/quarantine/mapping.parquet``; return the tables for validation."""
     if params.mapping is None:
         raise ValueError("params.mapping is null: data/raw already follows the contract")
-    result = map_tables(params.data.raw_dir, params.mapping, params.validate_.max_reject_share)
+    result = map_tables(params.data.source, params.mapping, params.validate_.max_reject_share)
     quarantine_dir = params.data.interim_dir / "quarantine"
     quarantine_dir.mkdir(parents=True, exist_ok=True)
     result.dropped.astype({"source_row": "int64"}).to_parquet(quarantine_dir / "mapping.parquet", index=False)

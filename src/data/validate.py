@@ -1,7 +1,7 @@
 """The ``validate`` stage: normalise the raw contract tables, quarantine bad rows, report, and fail loudly.
 
 :func:`validate_tables` is the pure core (frames in, frames out); :func:`run_validate` is the I/O edge
-that reads ``data.raw_dir`` and writes ``data.interim_dir`` and ``reports/validation.json``.
+that reads ``data.source`` and writes ``data.interim_dir`` and ``reports/validation.json``.
 
 Checks run in this order and a row gets the reason of the *first* check it fails (so the counts add
 up: ``read == accepted + quarantined``):
@@ -472,7 +472,7 @@ def check_reject_share(result: ValidationResult, max_share: float, quarantine_di
 
 
 def _validate_in_engine(params: Params) -> ValidationResult:
-    """Contract tables from ``data.raw_dir``: the per-lead tables in pandas, the events in the engine.
+    """Contract tables from ``data.source`` (read only): per-lead tables in pandas, events in the engine.
 
     Writes the accepted tables to ``interim_dir``; the accepted events are written by the engine
     (``result.tables["events"]`` is their engine expression, valid only inside this call).
@@ -480,9 +480,9 @@ def _validate_in_engine(params: Params) -> ValidationResult:
     from leadscore.engine import session, write_parquet
 
     data = params.data
-    raw = {t: read_table(data.raw_dir, t) for t in TABLES if t != "events"}
+    raw = {t: read_table(data.source, t) for t in TABLES if t != "events"}
     staging = ev.numbered_copy(
-        table_sources(data.raw_dir, "events"),
+        table_sources(data.source, "events"),
         data.build_dir / "engine-tmp" / f"events-{uuid.uuid4().hex[:12]}.parquet",
         params.engine.batch_rows,
     )
@@ -504,7 +504,8 @@ def _validate_in_engine(params: Params) -> ValidationResult:
 
 
 def run_validate(params: Params) -> ValidationResult:
-    """Read ``data.raw_dir``, validate, write accepted tables, quarantine and report, check the bound.
+    """Read ``data.source`` (the demo or the user's export; read only), validate, write accepted tables,
+    quarantine and report, check the bound.
 
     Writes ``interim_dir/{table}.parquet``, ``interim_dir/quarantine/{table}.parquet`` and
     ``reports_dir/validation.json`` (always, so a failure can be inspected), then raises ContractError

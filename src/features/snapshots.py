@@ -23,16 +23,6 @@ from leadscore.config import SnapshotParams, TargetParams
 SPLITS = ("train", "calibration", "test")
 
 
-def data_end(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
-    """The effective export time: the latest timestamp present in leads, events and stage history."""
-    candidates = [
-        tables["leads"]["created_at"].max(),
-        tables["events"]["ts"].max() if len(tables["events"]) else pd.NaT,
-        tables["stage_history"]["ts"].max() if len(tables["stage_history"]) else pd.NaT,
-    ]
-    return pd.Timestamp(max(c for c in candidates if pd.notna(c)))
-
-
 def snapshot_calendar(
     first_created: pd.Timestamp, end: pd.Timestamp, params: SnapshotParams
 ) -> pd.DatetimeIndex:

@@ -61,10 +61,12 @@ def run_snapshots(params: Params) -> dict[str, dict]:
     stage_history = pd.read_parquet(interim / "stage_history.parquet", columns=["lead_id", "stage", "ts"])
     if params.validate_.export_time:
         end = pd.Timestamp(params.validate_.export_time)
+        if end.tzinfo is not None:   # "...Z", "+02:00": tables hold naive UTC
+            end = end.tz_convert("UTC").tz_localize(None)
     else:
         with session(params) as con:
             end = export_end(con, interim)
-    truth_path = params.data.raw_dir / TRUTH_FILE
+    truth_path = params.data.source / TRUTH_FILE
     truth = pd.read_parquet(truth_path) if truth_path.exists() else None
     summary: dict[str, dict] = {"export_end": str(end)}
     with progress() as bar:

@@ -540,7 +540,8 @@ def write_funnel(params: Params, thresholds: Mapping[str, Any], out_dir: Path) -
     for name, table in tables.items():
         table.to_csv(out_dir / f"{name}.csv", index=False, float_format="%.6g")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return {"summary": summary, **tables}
+    # the report shows SQL funnel rates only when the history has SQL rows (a closed-won-only funnel has none)
+    return {"summary": summary, **tables, "stages_in_history": sorted(history["stage"].dropna().unique())}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from leadscore.config import FlatParams, FlatSplitParams, Params
+from leadscore.config import FlatParams, FlatSplitParams, FlatStageRule, Params, TableParams
 from leadscore.data.flat import (
     CLEANING_RULES,
     ColumnSpec,
@@ -44,6 +44,7 @@ from leadscore.data.flat import (
     fit_vocabulary,
     prepare,
     read_export,
+    rename_to_spec,
     resolve_column,
     transform,
 )
@@ -77,8 +78,11 @@ def _cut(dates: pd.Series, rows: np.ndarray, share: float) -> pd.Timestamp:
     return pd.Timestamp(ordered[max(0, min(len(ordered) - 1, int(np.ceil(share * len(ordered))) - 1))])
 
 
-def split_rows(y: np.ndarray, dates: pd.Series | None, params: FlatSplitParams, seed: int) -> FlatSplit:
-    """Time-ordered slices when ``dates`` is given (rows of one date stay together), else stratified.
+def split_rows(
+    y: np.ndarray, dates: pd.Series | None, params: FlatSplitParams, seed: int, in_order: bool = False
+) -> FlatSplit:
+    """Time-ordered slices when ``dates`` is given (rows of one date stay together), by row position when
+    ``in_order`` (the rows are in time order: ``--rows-in-time-order``), else stratified.
 
     Raises :class:`FlatDataError` when a slice lacks one of the classes (too few rows for an estimate).
     """
@@ -103,6 +107,20 @@ def split_rows(y: np.ndarray, dates: pd.Series | None, params: FlatSplitParams, 
             if m.any():
                 bounds[name] = [str(pd.Timestamp(d[m].min())), str(pd.Timestamp(d[m].max()))]
         mode = "time"
+    elif in_order:
+        # Row order stands for time: the first rows train, the next calibrate, the last test.
+        pos = np.arange(n)
+        t_end, c_end = round(params.train * n), round((params.train + params.calibration) * n)
+        split[:] = "test"
+        split[pos < c_end] = "calibration"
+        split[pos < t_end] = "train"
+        validation = pos >= round(t_end * (1.0 - params.validation_share))
+        validation &= split == "train"
+        for name in SPLITS:
+            m = np.flatnonzero(split == name)
+            if len(m):
+                bounds[name] = [f"row {int(m[0])}", f"row {int(m[-1])}"]
+        mode = "row order"
     else:
         rng = np.random.default_rng(seed)
         validation = np.zeros(n, dtype=bool)
@@ -155,7 +173,7 @@ def build_spec(prepared: Prepared, columns: list[str], train: np.ndarray, params
 
 
 def fit_booster(
-    x: np.ndarray, y: np.ndarray, validation: np.ndarray, spec: FlatSpec, params: Params
+    x: np.ndarray, y: np.ndarray, validation: np.ndarray, spec: FlatSpec, params: Params | TableParams
 ) -> tuple[str, dict[str, Any]]:
     """LightGBM on the training rows: early stopping on ``validation`` rows, then a refit on all of them
     for the rounds found (the held-out period is the most recent: it should not be lost for good).
@@ -198,22 +216,40 @@ class FlatResult:
     split: FlatSplit
     train_summary: dict[str, Any]
     source: str
-    #: stage rules and score cut points for serving (``flat_thresholds``); None in older results
-    thresholds: dict[str, Any] | None = None
+    notes: tuple[str, ...] = ()  # warnings found after training (an implausibly high test AUC)
+    thresholds: dict[str, Any] = field(default_factory=dict)  # stages + score quantiles (calibration)
+    report: dict[str, Any] = field(default_factory=dict)  # what the HTML report shows (test slice)
 
     @property
     def warnings(self) -> list[str]:
-        return list(self.prepared.warnings)
+        return [*self.prepared.warnings, *self.notes]
 
 
-def train_flat(raw: pd.DataFrame, target: str, params: Params, source: str = "export") -> FlatResult:
+IMPLAUSIBLE_AUC = 0.95  # honest lead scoring on real exports lands at 0.65-0.90
+
+
+def implausible_auc_warning(auc: float, guard_result: GuardResult) -> str | None:
+    """A plain warning naming the strongest kept columns when the test ROC-AUC is too good to be true."""
+    if not np.isfinite(auc) or auc <= IMPLAUSIBLE_AUC:
+        return None
+    strongest = ", ".join(f"{e.column!r} (AUC alone {e.auc:.2f})" for e in guard_result.strongest(3))
+    return (
+        f"WARNING: test ROC-AUC {auc:.3f} is implausibly high for lead scoring (honest models on real "
+        f"exports land at 0.65-0.90): a column filled in after the outcome probably leaks. Strongest "
+        f"columns used: {strongest or 'none'}. Check how they are filled in and --drop the leaky ones."
+    )
+
+
+def train_flat(
+    raw: pd.DataFrame, target: str, params: Params | TableParams, source: str = "export"
+) -> FlatResult:
     """Clean ``raw`` (the export as text), guard, split, train, calibrate, evaluate. No I/O."""
     fp = params.flat
     prepared = prepare(raw, target, fp, source)
     y = prepared.y.astype(np.int64)
-    sp = split_rows(y, prepared.dates, fp.split, params.train.seed)
+    sp = split_rows(y, prepared.dates, fp.split, params.train.seed, fp.rows_in_time_order)
     train = sp.split == "train"
-    allow = {resolve_column(c, prepared.names, "flat.allow_columns", source) for c in fp.allow_columns}
+    allow = {resolve_column(c, prepared.names, "--allow", source) for c in fp.allow_columns}
     guard_frame = prepared.frame.loc[train].copy()
     for c, kind in prepared.kinds.items():
         if kind != "category":
@@ -246,7 +282,7 @@ def train_flat(raw: pd.DataFrame, target: str, params: Params, source: str = "ex
         "n_test": int(test.sum()),
         "base_rate": float(y[test].mean()),
         "split": sp.mode,
-        "optimistic": sp.mode != "time",
+        "optimistic": sp.mode == "stratified",
         "excluded_by_leakage_guard": result.excluded,
     }
     summary |= {
@@ -256,61 +292,146 @@ def train_flat(raw: pd.DataFrame, target: str, params: Params, source: str = "ex
         "split": sp.mode,
         "bounds": sp.bounds,
     }
+    note = implausible_auc_warning(float(entry["model"]["roc_auc"]), result)
+    if note:
+        entry["warning"] = note
     metrics = round_floats({prepared.target: entry})
-    served = flat_thresholds(calibrator.transform(raw_cal), y[cal], prepared.target, params, sp.bounds)
-    return FlatResult(spec, model_text, calibrator, metrics, result, prepared, sp, summary, source, served)
+    thresholds = flat_thresholds(calibrator.transform(raw_cal), y[cal], fp.stages, prepared.target)
+    report = report_data(booster, x[test], y[test], p_test, spec)
+    return FlatResult(
+        spec,
+        model_text,
+        calibrator,
+        metrics,
+        result,
+        prepared,
+        sp,
+        summary,
+        source,
+        (note,) if note else (),
+        thresholds,
+        report,
+    )
 
 
-# --- serving: stages and score cut points ---------------------------------------------------------------
+# --- stages, score and reasons (the same response as pipeline bundles) -----------------------------------
 
 
 def flat_thresholds(
-    p: np.ndarray, y: np.ndarray, target: str, params: Params, bounds: dict[str, list[str]]
+    p_cal: np.ndarray, y_cal: np.ndarray, rules: tuple[FlatStageRule, ...], target: str
 ) -> dict[str, Any]:
-    """The flat bundle's thresholds.json, resolved on the calibration rows (calibrated ``p``, outcome
-    ``y``): ``params.thresholds.stages`` in order, a fixed ``probability`` as given, a rate goal
-    (``min_precision`` / ``target_conversion``) as the lowest threshold whose flagged rows (at least 10)
-    convert at that rate, ``capacity_per_week`` as the threshold flagging that many calibration rows per
-    week of the calibration dates (time split only). A goal that cannot be resolved leaves its stage out,
-    with a note; thresholds never rise from one stage to the next. Plus the score cut points.
-    """
+    """Stage thresholds and the 1-99 score's cut points from the *calibration* slice (never test).
+
+    A ``top_share`` rule puts its threshold at that quantile of the calibrated probabilities; a rule
+    below the one above it is raised to it, so stages stay ordered. ``score_quantiles``: the 98 cut
+    points (1st..98th percentiles) the scorer maps a probability to 1..99 with."""
+    p_cal = np.asarray(p_cal, dtype=np.float64)
+    stages, ceiling = [], 1.0
+    for rule in rules:
+        if rule.top_share is not None:
+            prob = float(np.quantile(p_cal, 1.0 - rule.top_share)) if len(p_cal) else 1.0
+            set_by = f"top {rule.top_share:.0%} of the calibration slice"
+        else:
+            prob, set_by = float(rule.probability or 0.0), "probability"
+        prob = min(prob, ceiling)
+        ceiling = prob
+        flagged = p_cal >= prob
+        stages.append(
+            {
+                "name": rule.name,
+                "probability": prob,
+                "set_by": set_by,
+                "achieved": {
+                    "share": float(flagged.mean()) if len(p_cal) else 0.0,
+                    "precision": float(y_cal[flagged].mean()) if flagged.any() else None,
+                    "recall": float(y_cal[flagged].sum() / max(y_cal.sum(), 1)),
+                },
+            }
+        )
     from leadscore.models.thresholds import score_quantiles
 
-    order = np.argsort(-p, kind="stable")
-    ps, hits = p[order], np.cumsum(y[order])
-    flagged = np.arange(1, len(ps) + 1)
-    last = np.r_[ps[1:] != ps[:-1], True]  # one candidate per distinct p: everything >= it is flagged
-    cand, n_flag, precision = ps[last], flagged[last], hits[last] / flagged[last]
-    cal = bounds.get("calibration")
-    weeks = (pd.Timestamp(cal[1]) - pd.Timestamp(cal[0])).days / 7.0 if cal else 0.0
-    stages, notes, ceiling = [], [], 1.0
-    for rule in params.thresholds.stages:
-        goal = rule.goal.model_dump(exclude_none=True) if rule.goal else None
-        if rule.probability is not None:
-            tau = float(rule.probability)
-        elif rule.goal is not None and rule.goal.capacity_per_week is not None:
-            if weeks < 1:
-                notes.append(f"{rule.name}: capacity_per_week needs a time split of a week or more; left out")
-                continue
-            tau = float(cand[np.argmin(np.abs(n_flag / weeks - rule.goal.capacity_per_week))])
-        else:
-            rate = next(iter(goal.values())) if goal else 0.0
-            ok = (precision >= rate) | (n_flag < 10)
-            prefix = len(ok) if ok.all() else int(np.argmin(ok))
-            good = np.flatnonzero(n_flag[:prefix] >= 10)
-            if len(good) == 0:
-                notes.append(f"{rule.name}: no threshold reaches {goal} on the calibration rows; left out")
-                continue
-            tau = float(cand[good[-1]])
-        ceiling = min(ceiling, tau)
-        stages.append({"name": rule.name, "probability": ceiling, "goal": goal})
     return {
         "target": target,
         "stages": stages,
-        "notes": notes,
-        "source": "calibration rows of the export (leadscore train-table)",
-        "score_quantiles": score_quantiles(p),
+        "score_quantiles": score_quantiles(p_cal),
+        "calibration_slice": {"rows": len(p_cal), "positives": int(np.sum(y_cal))},
     }
+
+
+def stage_of(p: np.ndarray, stages: list[dict[str, Any]]) -> list[str | None]:
+    """The first stage whose threshold each probability reaches (None when no rule matches)."""
+    out: list[str | None] = []
+    for v in np.asarray(p, dtype=np.float64):
+        out.append(next((s["name"] for s in stages if v >= s["probability"]), None))
+    return out
+
+
+def score_of(p: np.ndarray, quantiles: list[float] | None) -> np.ndarray:
+    """1-99: 1 + the number of calibration cut points at or below p (round(99 p) without cut points)."""
+    p = np.asarray(p, dtype=np.float64)
+    if quantiles:
+        return (1 + np.searchsorted(np.asarray(quantiles), p, side="right")).clip(1, 99).astype(np.int64)
+    return np.clip(np.rint(99.0 * p), 1, 99).astype(np.int64)
+
+
+def _value_text(col: ColumnSpec, raw: Any, spec: FlatSpec) -> str:
+    """A reason in the export's words: ``Lead Source is Webinar``, ``Company Size is 1,200``."""
+    if raw is None or (isinstance(raw, float) and np.isnan(raw)) or str(raw).strip() == "":
+        return f"{col.source} not given"
+    if isinstance(raw, str) and raw.strip().casefold() in {p.casefold() for p in spec.placeholders}:
+        return f"{col.source} not given"
+    return f"{col.source} is {str(raw).strip()}"
+
+
+def _reason(spec: FlatSpec, renamed: pd.DataFrame, row: int, j: int, contribution: float) -> dict[str, Any]:
+    col = spec.columns[j]
+    raw = renamed[col.name].iloc[row] if col.name in renamed.columns else None
+    return {"feature": col.name, "text": _value_text(col, raw, spec), "contribution": contribution}
+
+
+def row_reasons(
+    contrib: np.ndarray, frame: pd.DataFrame, spec: FlatSpec, k: int
+) -> list[dict[str, list[dict[str, Any]]]]:
+    """Top ``k`` positive and negative contributions per row (LightGBM's own SHAP values), in words."""
+    renamed = rename_to_spec(frame, spec)
+    out = []
+    for i in range(contrib.shape[0]):
+        c = contrib[i, :-1]  # the last column is the expected value
+        order = np.argsort(-c, kind="stable")
+        pos = [j for j in order if c[j] > 0][:k]
+        neg = [j for j in order[::-1] if c[j] < 0][:k]
+
+        out.append(
+            {
+                "positive": [_reason(spec, renamed, i, j, float(c[j])) for j in pos],
+                "negative": [_reason(spec, renamed, i, j, float(c[j])) for j in neg],
+            }
+        )
+    return out
+
+
+def report_data(
+    booster: lgb.Booster, x_test: np.ndarray, y_test: np.ndarray, p_test: np.ndarray, spec: FlatSpec
+) -> dict[str, Any]:
+    """What the flat HTML report shows from the test slice: drivers (mean |SHAP|) and deciles."""
+    contrib = booster.predict(x_test, pred_contrib=True, num_threads=1)[:, :-1] if len(x_test) else None
+    drivers = []
+    if contrib is not None:
+        mean_abs = np.abs(contrib).mean(axis=0)
+        total = float(mean_abs.sum()) or 1.0
+        for j in np.argsort(-mean_abs)[:15]:
+            drivers.append(
+                {
+                    "column": spec.columns[j].source,
+                    "kind": spec.columns[j].kind,
+                    "mean_abs_shap": float(mean_abs[j]),
+                    "share": float(mean_abs[j] / total),
+                }
+            )
+    from leadscore.models.report import decile_table
+
+    deciles = decile_table(np.asarray(y_test), np.asarray(p_test)).to_dict("records") if len(y_test) else []
+    return {"drivers": drivers, "deciles": deciles}
 
 
 # --- outputs --------------------------------------------------------------------------------------------
@@ -346,6 +467,11 @@ def bundle_files(result: FlatResult) -> dict[str, str]:
         "source": result.source,
         "features": result.spec.feature_names,
         "excluded_by_leakage_guard": result.guard.excluded,
+        "id_columns": [
+            src
+            for src, norm in result.spec.names.items()
+            if str(result.prepared.report["columns"].get(norm, {}).get("reason", "")).startswith("id column")
+        ],
         "split": result.split.mode,
         "split_bounds": result.split.bounds,
         "warnings": result.warnings,
@@ -364,7 +490,8 @@ def bundle_files(result: FlatResult) -> dict[str, str]:
         "input_schema.json": dumps(input_schema(result.spec)),
         "metrics.json": dumps(result.metrics),
         "leakage.json": dumps(result.guard.to_json()),
-    } | ({"thresholds.json": dumps(result.thresholds)} if result.thresholds is not None else {})
+        "thresholds.json": dumps(result.thresholds),
+    }
 
 
 def write_flat(result: FlatResult, out: Path) -> str:
@@ -378,6 +505,9 @@ def write_flat(result: FlatResult, out: Path) -> str:
     if result.warnings:
         md = "\n".join(f"> **{w}**\n" for w in result.warnings) + "\n" + md
     (out / "leakage.md").write_text(md)
+    from leadscore.models.flat_report import write_flat_report
+
+    write_flat_report(result, out / "report.html")
     cleaning = result.prepared.report | {
         "source": result.source,
         "target": result.spec.target,
@@ -392,11 +522,22 @@ def write_flat(result: FlatResult, out: Path) -> str:
     return checksum
 
 
-def run_train_table(export: Path, target: str, params: Params, out: Path) -> dict[str, Any]:
-    """CLI ``leadscore train-table``: read ``export``, train with the guard, write ``out``; return metrics."""
+def run_train_table(export: Path, target: str, params: Params | TableParams, out: Path) -> dict[str, Any]:
+    """CLI ``leadscore train-table``: read ``export``, train with the guard, write ``out``; return metrics.
+
+    When the export cannot be used, the rows set aside so far are still written to
+    ``out/quarantine.csv`` before the error is raised, so the file the message names exists."""
     export = Path(export)
     raw = read_export(export)
-    result = train_flat(raw, target, params, export.name)
+    try:
+        result = train_flat(raw, target, params, export.name)
+    except FlatDataError as exc:
+        if exc.quarantine is None:
+            raise
+        Path(out).mkdir(parents=True, exist_ok=True)
+        path = Path(out) / "quarantine.csv"
+        exc.quarantine.to_csv(path, index=False)
+        raise FlatDataError(f"{exc}\nRows set aside and why: {path}") from exc
     for w in result.warnings:
         print(w, file=sys.stderr)
     checksum = write_flat(result, out)
@@ -404,9 +545,10 @@ def run_train_table(export: Path, target: str, params: Params, out: Path) -> dic
     q = result.prepared.report["quarantined"]
     print(
         f"train-table: {len(result.spec.columns)} columns used, excluded by the leakage guard: "
-        f"{result.guard.excluded or 'none'}; quarantined rows: {q or 'none'}; "
-        f"test ROC-AUC {m['roc_auc']:.3f}, Brier {m['brier']:.4f} ({result.split.mode} split); "
-        f"bundle {Path(out) / BUNDLE_DIR} ({checksum[:12]})",
+        f"{result.guard.excluded or 'none'} (why: {Path(out) / 'leakage.md'}); rows set aside: "
+        f"{q or 'none'} ({Path(out) / 'quarantine.csv'}); test ROC-AUC {m['roc_auc']:.3f}, "
+        f"Brier {m['brier']:.4f} ({result.split.mode} split); bundle {Path(out) / BUNDLE_DIR} "
+        f"({checksum[:12]})",
         file=sys.stderr,
     )
     return result.metrics
@@ -425,6 +567,7 @@ class FlatScorer:
     spec: FlatSpec
     booster: lgb.Booster
     calibrator: Calibrator
+    thresholds: dict[str, Any] = field(default_factory=dict)  # empty for bundles made before stages
 
     @property
     def version(self) -> str:
@@ -449,6 +592,8 @@ class FlatScorer:
             calibrator = Calibrator.from_json(
                 json.loads((bundle_dir / f"calibrator_{target}.json").read_text())
             )
+            thr_path = bundle_dir / "thresholds.json"
+            thresholds = json.loads(thr_path.read_text()) if thr_path.is_file() else {}
             if booster.num_feature() != len(spec.columns):
                 raise BundleError(
                     f"model_{target}.txt expects {booster.num_feature()} features, spec has "
@@ -458,7 +603,7 @@ class FlatScorer:
             raise
         except (OSError, KeyError, ValueError, TypeError, AttributeError, lgb.basic.LightGBMError) as exc:
             raise BundleError(f"flat bundle content is invalid: {exc}") from exc
-        return cls(bundle_dir, manifest["bundle_checksum"], metadata, spec, booster, calibrator)
+        return cls(bundle_dir, manifest["bundle_checksum"], metadata, spec, booster, calibrator, thresholds)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probabilities for raw rows (same cleaning as training)."""
@@ -467,9 +612,87 @@ class FlatScorer:
         return self.calibrator.transform(self.booster.predict(transform(frame, self.spec), num_threads=1))
 
     def score(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One result per row: ``{"target", "probability", "model_version"}``."""
+        """One result per row: ``{"target", "probability", "model_version"}`` (the flat app's shape)."""
         if not rows:
             return []
         frame = pd.DataFrame.from_records(rows).astype(object)
         p = self.predict(frame)
         return [{"target": self.target, "probability": float(v), "model_version": self.version} for v in p]
+
+    def results(self, frame: pd.DataFrame, explain: bool = True, k: int = 3) -> list[dict[str, Any]]:
+        """Per row what a pipeline bundle answers: probabilities, stage (calibration-slice thresholds),
+        1-99 score, reasons in the export's words (LightGBM's SHAP values), version and checksum."""
+        if frame.empty:
+            return []
+        x = transform(frame, self.spec)
+        p = self.calibrator.transform(self.booster.predict(x, num_threads=1))
+        stages = stage_of(p, self.thresholds.get("stages", []))
+        scores = score_of(p, self.thresholds.get("score_quantiles"))
+        reasons = (
+            row_reasons(self.booster.predict(x, pred_contrib=True, num_threads=1), frame, self.spec, k)
+            if explain
+            else [None] * len(p)
+        )
+        return [
+            {
+                "probabilities": {self.target: float(p[i])},
+                "stage": stages[i],
+                "score": int(scores[i]),
+                "reasons": reasons[i],
+                "model_version": self.version,
+                "bundle_checksum": self.checksum,
+            }
+            for i in range(len(p))
+        ]
+
+
+def is_flat_bundle(bundle_dir: Path) -> bool:
+    """Whether ``bundle_dir`` holds a flat bundle (``metadata.json`` kind ``flat``)."""
+    try:
+        return json.loads((Path(bundle_dir) / "metadata.json").read_text()).get("kind") == KIND
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def score_flat_file(
+    input: Path, output: Path, bundle_dir: Path, explain: bool = True, crm: Path | None = None
+) -> dict[str, Any]:
+    """``leadscore score`` with a flat bundle: score the rows of an export-like file (the export's own
+    column names) and write one row per input row: the record id (the CRM id field of ``crm``'s
+    writeback block, else the export's id column the bundle knows), probability, stage, score,
+    reasons, model version; with ``crm`` under the CRM's field names. Returns counts."""
+    from leadscore.data.writeback import load_writeback, reasons_text, to_crm
+    from leadscore.serve.offline import write_frame
+
+    scorer = FlatScorer.load(bundle_dir)
+    wb = load_writeback(crm) if crm else None
+    frame = read_export(Path(input)).reset_index(drop=True)
+    results = scorer.results(frame, explain)
+    ids = [c for c in ([wb.id] if wb else []) + scorer.metadata.get("id_columns", []) if c in frame.columns]
+    id_col = ids[0] if ids else None
+    out = pd.DataFrame(
+        {
+            "record_id": frame[id_col].astype(str) if id_col else pd.Series(range(len(frame))).astype(str),
+            "row": range(len(frame)),
+            f"p_{scorer.target}": [r["probabilities"][scorer.target] for r in results],
+            "stage": [r["stage"] for r in results],
+            "score": [r["score"] for r in results],
+        }
+    )
+    if explain:
+        out["reasons"] = [reasons_text(r["reasons"]) for r in results]
+        out["reasons_positive"] = [json.dumps(r["reasons"]["positive"]) for r in results]
+        out["reasons_negative"] = [json.dumps(r["reasons"]["negative"]) for r in results]
+    out["model_version"] = scorer.version
+    out["bundle_checksum"] = scorer.checksum
+    if wb is not None:
+        out = to_crm(out, wb, "record_id", scorer.target)
+    write_frame(out, Path(output))
+    return {
+        "leads": len(out),
+        "scored": len(out),
+        "failed": 0,
+        "output": str(output),
+        "model_version": scorer.version,
+        "kind": KIND,
+    }

@@ -130,7 +130,7 @@ def data_version(params: Params, lock_path: Path = Path("dvc.lock")) -> str:
             lock = yaml.safe_load(lock_path.read_text()) or {}
         except yaml.YAMLError:
             lock = {}
-        md5 = _lock_md5(lock, params.data.raw_dir, lock_path.resolve().parent)
+        md5 = _lock_md5(lock, params.data.source, lock_path.resolve().parent)
         if md5:
             return f"dvc:{md5}"
     interim = params.data.interim_dir

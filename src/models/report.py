@@ -294,6 +294,29 @@ def _params_snippet(params: Params) -> str:
     return yaml.safe_dump(section, sort_keys=False, default_flow_style=None, width=100)
 
 
+#: How the report speaks of a target's stage: (what the lead does, short label, plural).
+OUTCOME_WORDS: dict[str, tuple[str, str, str]] = {
+    "sql": ("becomes sales-qualified (SQL)", "SQL", "SQLs"),
+    "opportunity": ("becomes an opportunity", "opportunity", "opportunities"),
+    "closed_won": ("is won (closed-won)", "won", "won deals"),
+}
+
+
+def outcome_words(stage: str, stages_in_history: set[str] | None = None) -> dict[str, Any]:
+    """The report's words for the configured target stage (issue 11: a closed-won-only funnel must not
+    read "sales-qualified (SQL)"), and whether the history has SQL rows for the SQL funnel cards."""
+    plain = stage.replace("_", " ")
+    verb, short, plural = OUTCOME_WORDS.get(stage, (f"reaches {plain}", plain, f"{plain} leads"))
+    has_sql = "sql" in stages_in_history if stages_in_history is not None else stage == "sql"
+    return {
+        "outcome": verb,
+        "short": short,
+        "plural": plural,
+        "conversion": f"MQL→{short}",
+        "has_sql": has_sql,
+    }
+
+
 def build_context(
     params: Params,
     bundle: Bundle,
@@ -307,6 +330,9 @@ def build_context(
     thresholds = thr_report or bundle.thresholds
     primary = thresholds.get("target", params.thresholds.target)
     stages = thresholds["stages"]
+    target_stage = params.snapshots.targets[primary].stage if primary in params.snapshots.targets else primary
+    history_stages = funnel.get("stages_in_history")
+    words = outcome_words(target_stage, set(history_stages) if history_stages is not None else None)
 
     # model vs rule
     comparison = []
@@ -412,6 +438,7 @@ def build_context(
         "rule_points": params.baseline.mql_points,
         "every_days": params.snapshots.every_days,
         "images": images,
+        "w": words,
     }
 
 

@@ -428,9 +428,14 @@ def write_result(result: TrainResult, out_dir: Path) -> None:
 
 def run_train(params: Params) -> dict[str, Any]:
     """DVC stage ``train``: read the feature tables, fit all targets, write ``build/train``."""
-    frames = read_frames(params)
+    from leadscore.models.leakage import guard_attributes, write_attribute_report
+
+    # Lead / account attributes that look filled in after the outcome are blanked before training
+    # (reasons: build/train/leakage.md), like post-outcome columns of a flat export.
+    frames, leakage = guard_attributes(read_frames(params), params)
     with progress() as bar:
         task = bar.add_task("train", total=len(params.snapshots.targets))
         result = train_all(frames, params, bar=(bar, task))
     write_result(result, train_dir(params))
+    write_attribute_report(leakage, train_dir(params))
     return result.summary

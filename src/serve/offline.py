@@ -135,12 +135,21 @@ def score_file(
     explain: bool = True,
     stage_history: Path | None = None,
     accounts: Path | None = None,
+    crm: Path | None = None,
 ) -> dict[str, Any]:
     """Score ``input`` (leads) with the bundle in ``bundle_dir``; write ``output``; return counts.
+    ``crm``: a mapping file with a ``writeback`` block: the output goes under the CRM's field names.
 
     Raises ``FileNotFoundError``/``ValueError`` (and ``BundleError``) for unusable inputs; a lead that
     fails validation is written with its ``error`` instead of stopping the run.
     """
+    from leadscore.models.flat import is_flat_bundle, score_flat_file
+
+    if is_flat_bundle(Path(bundle_dir)):  # a `train-table` bundle: rows of the export, its own columns
+        try:
+            return score_flat_file(input, output, Path(bundle_dir), explain, crm)
+        except BundleError as exc:
+            raise ValueError(f"cannot use the bundle in {bundle_dir}: {exc}") from exc
     try:
         model = PipelineModel.load(Path(bundle_dir))
     except BundleError as exc:
@@ -161,6 +170,20 @@ def score_file(
             p.setdefault("as_of", default)
     results = score_payloads(model, payloads, explain, now=now)
     frame = results_frame(payloads, results, model.targets, explain)
+    if crm is not None:  # the CRM's field names for a bulk import (failed leads are counted below)
+        from leadscore.data.writeback import load_writeback, to_crm
+
+        wb = load_writeback(crm)
+        failed_rows = frame[frame["error"] != ""]
+        frame = to_crm(frame, wb, "lead_id", model.stage_target)
+        write_frame(frame, output)
+        return {
+            "leads": len(frame) + len(failed_rows),
+            "scored": len(frame),
+            "failed": len(failed_rows),
+            "output": str(output),
+            "model_version": model.version,
+        }
     write_frame(frame, output)
     failed = int((frame["error"] != "").sum())
     return {

@@ -106,17 +106,20 @@ def test_parse_dates_per_value_with_zones_and_epochs() -> None:
     assert dayfirst.iloc[0] == pd.Timestamp("2024-05-03")
 
 
-def test_parse_outcome_auto_status_and_unexpected_values() -> None:
-    y = parse_outcome(pd.Series(["Yes", "no", "TRUE", "0", None, " 1 "]), (), (), "f.csv", "Won?")
+def test_parse_outcome_auto_status_open_values_and_unexpected_values() -> None:
+    y = parse_outcome(pd.Series(["Yes", "no", "TRUE", "0", None, " 1 "]), (), (), "f.csv", "Won?").y
     assert y.tolist()[:4] == [1.0, 0.0, 1.0, 0.0] and np.isnan(y.iloc[4]) and y.iloc[5] == 1.0
     status = pd.Series(["Closed Won", "Closed Lost", "Open", "closed won"])
-    assert parse_outcome(status, ("Closed Won",), (), "f.csv", "Stage").tolist() == [1.0, 0.0, 0.0, 1.0]
-    with pytest.raises(
-        FlatDataError, match=r"f.csv: outcome column 'Stage' has 1 unexpected value\(s\): 'Open' ×1"
-    ):
-        parse_outcome(status, ("Closed Won",), ("Closed Lost",), "f.csv", "Stage")
-    with pytest.raises(FlatDataError, match=r"'Maybe' ×2.*first at data row 1.*set flat.positive_values"):
+    only_pos = parse_outcome(status, ("Closed Won",), (), "f.csv", "Stage")
+    assert only_pos.y.tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert only_pos.negatives == {"Closed Lost": 1, "Open": 1}  # said out loud, never silent
+    both = parse_outcome(status, ("Closed Won",), ("Closed Lost",), "f.csv", "Stage")
+    assert both.y.tolist()[:2] == [1.0, 0.0] and np.isnan(both.y.iloc[2]) and both.y.iloc[3] == 1.0
+    assert both.open.tolist() == [False, False, True, False] and both.opens == {"Open": 1}
+    with pytest.raises(FlatDataError, match=r"'Maybe' ×2.*first at data row 1.*--positive"):
         parse_outcome(pd.Series(["yes", "Maybe", "Maybe"]), (), (), "f.csv", "Won?")
+    with pytest.raises(FlatDataError, match=r"f.csv: no row of outcome column 'Stage' has a --positive"):
+        parse_outcome(status, ("Won",), (), "f.csv", "Stage")
 
 
 def messy(n: int = 200, seed: int = 0) -> pd.DataFrame:
@@ -158,8 +161,8 @@ def test_prepare_cleans_and_decides_columns() -> None:
         "newsletter": "boolean",
     }
     cols = p.report["columns"]
-    assert cols["lead_id"]["reason"] == "id column (named like an id)"
-    assert cols["record_number"]["reason"].startswith("id column (unique, consecutive")
+    assert cols["lead_id"]["reason"] == "id column (unique per row)"
+    assert cols["record_number"]["reason"] == "id column (unique whole numbers in row order)"
     assert cols["e_mail"]["reason"].startswith("identity column")
     assert cols["comment"]["reason"].startswith("free text")
     assert cols["region"]["reason"] == "constant ('EMEA')"

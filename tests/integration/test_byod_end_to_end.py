@@ -720,6 +720,19 @@ def test_post_deal_column_mapped_onto_a_lead_is_flagged(
     assert revenue["auc"] >= 0.95 or "missing_for_one_class" in revenue["flags"]
     assert "annual_revenue" in (params.data.reports_dir / "leakage_opportunity.md").read_text()
 
+    # training applies the guard to lead / account attributes: the column is blanked, the honest ones stay
+    run_train(params)
+    guard = json.loads((params.data.build_dir / "train" / "leakage.json").read_text())["opportunity"]
+    assert "annual_revenue" in guard["excluded"]
+    assert not {"industry", "country", "employees", "lead_source"} & set(guard["excluded"])
+    assert "annual_revenue" in (params.data.build_dir / "train" / "leakage.md").read_text()
+    allowed = params.model_copy(
+        update={"train": params.train.model_copy(update={"allow_columns": ("annual_revenue",)})}
+    )
+    run_train(allowed)
+    guard = json.loads((params.data.build_dir / "train" / "leakage.json").read_text())["opportunity"]
+    assert guard["excluded"] == [] and guard["allowed_despite_flags"] == ["annual_revenue"]
+
 
 def test_deals_file_cannot_feed_the_leads_table(tmp_path: Path, funnel: dict[str, pd.DataFrame]) -> None:
     leads_deals_export(funnel, tmp_path / "raw")

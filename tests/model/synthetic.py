@@ -105,6 +105,8 @@ def tmp_params(root: Path, **overrides: object) -> Params:
         f"data.{k}": str(root / v)
         for k, v in {
             "raw_dir": "data/raw",
+            "source": "data/raw",
+            "demo_dir": "data/demo",
             "interim_dir": "data/interim",
             "processed_dir": "data/processed",
             "build_dir": "build",

@@ -96,3 +96,43 @@ def test_unusable_inputs_fail_cleanly(tmp_path: Path, bundle_dir: Path) -> None:
         cli, ["score", str(tmp_path / "l.csv"), "-o", str(tmp_path / "o.csv"), "--bundle", str(tmp_path)]
     )
     assert res.exit_code == 1 and "manifest.json" in res.output
+
+
+def test_crm_writeback_uses_the_mapping_files_field_names(
+    tmp_path: Path, bundle_dir: Path, payload: dict, client: TestClient
+) -> None:
+    """``--crm`` with the Salesforce example: Id + the custom fields, ready for an update import; a lead
+    that failed validation is counted, not written."""
+    root = Path(__file__).resolve().parents[2]
+    lead = payload["lead"]
+    good = {
+        **lead,
+        "events": json.dumps(payload["events"]),
+        "stage_history": json.dumps(payload["stage_history"]),
+        "as_of": payload["as_of"],
+    }
+    late = [{"ts": "2099-01-01T00:00:00Z", "event_type": "page_view"}]
+    bad = {**good, "lead_id": "late", "events": json.dumps(late)}
+    pd.DataFrame([good, bad]).to_csv(tmp_path / "leads.csv", index=False)
+    out = tmp_path / "crm.csv"
+    summary = _run(
+        str(tmp_path / "leads.csv"), "-o", str(out), "--bundle", str(bundle_dir),
+        "--crm", str(root / "src" / "data" / "mappings" / "salesforce.yaml"),
+    )  # fmt: skip
+    assert summary["scored"] == 1 and summary["failed"] == 1
+    crm = pd.read_csv(out, keep_default_na=False, dtype=str)
+    assert list(crm.columns) == [
+        "Id",
+        "Lead_Score__c",
+        "Lead_Score_Probability__c",
+        "Lead_Score_Stage__c",
+        "Lead_Score_Reasons__c",
+        "Lead_Score_Model__c",
+    ]
+    assert crm["Id"].tolist() == [lead["lead_id"]]
+    api = client.post("/v1/score", json={**payload, "lead": {**lead}}).json()
+    row = crm.iloc[0]
+    assert int(row["Lead_Score__c"]) == api["score"] and row["Lead_Score_Stage__c"] == api["stage"]
+    assert float(row["Lead_Score_Probability__c"]) == pytest.approx(api["probabilities"]["sql"], abs=1e-12)
+    assert row["Lead_Score_Reasons__c"].startswith(f"+ {api['reasons']['positive'][0]['text']}")
+    assert row["Lead_Score_Model__c"] == api["model_version"]
