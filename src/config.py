@@ -49,6 +49,19 @@ class GenerateParams(_Section):
     mql_points: int = 60
     rates: FunnelRates = FunnelRates()
     drift: DriftParams = DriftParams()
+    #: The export is taken this many months after ``start`` (null: at the end of ``months``). The world is
+    #: always simulated over ``months``, so a later export of the same seed ("the next export") shows the
+    #: same past plus what happened since: raise this to get N more months of the same leads.
+    export_months: int | None = Field(None, ge=6)
+
+    @model_validator(mode="after")
+    def _export_within_world(self) -> GenerateParams:
+        if self.export_months is not None and self.export_months > self.months:
+            raise ValueError(
+                f"generate.export_months ({self.export_months}) is after the simulated span "
+                f"(generate.months = {self.months}); raise generate.months"
+            )
+        return self
 
 
 class ValidateParams(_Section):
