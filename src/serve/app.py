@@ -62,6 +62,7 @@ from leadscore.serve.scorer import (
     score_requests,
 )
 from leadscore.serve.settings import ServeSettings, load_settings
+from leadscore.serve.source import RegistrySource, bundle_source, poll_alias
 
 log = logging.getLogger("leadscore.serve")
 
@@ -632,7 +633,7 @@ def create_app(settings: ServeSettings | None = None, scorer: Scorer | None = No
             return create_flat_app(settings)
     state = ServeState(
         settings=settings,
-        scorer=scorer or Scorer(settings.bundle_dir),
+        scorer=scorer or Scorer(settings.bundle_dir, source=bundle_source(settings)),
         metrics=make_metrics(),
         policy=PayloadPolicy(
             unknown_event_types=settings.unknown_event_types,
@@ -676,9 +677,16 @@ def create_app(settings: ServeSettings | None = None, scorer: Scorer | None = No
                 installed = True
             except (ValueError, RuntimeError, NotImplementedError):
                 log.info("SIGHUP reload not available here (not the main thread); use POST /v1/admin/reload")
+        source, poll = state.scorer.source, None
+        if isinstance(source, RegistrySource) and state.settings.model_poll_seconds > 0:
+            poll = asyncio.ensure_future(
+                poll_alias(source, state.settings.model_poll_seconds, lambda: state.reload("poll"))
+            )
         try:
             yield
         finally:
+            if poll is not None:
+                poll.cancel()
             if installed:
                 loop.remove_signal_handler(hup)
             gc.unfreeze()  # collectable again (and finalised at exit)

@@ -13,7 +13,7 @@ import bisect
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -493,8 +493,10 @@ class Scorer:
     """Holds the model being served. ``reload`` loads and verifies a bundle off the request path and
     swaps one reference; a failed load leaves the current model serving."""
 
-    def __init__(self, bundle_dir: Path) -> None:
+    def __init__(self, bundle_dir: Path, source: Callable[[], Path] | None = None) -> None:
         self.bundle_dir = Path(bundle_dir)
+        #: resolves the bundle folder on every load (a registry alias, ``serve.source``); None: bundle_dir
+        self.source = source
         self._model: LoadedModel | None = None
         self._lock = threading.Lock()
         self.last_error: str | None = None
@@ -511,7 +513,7 @@ class Scorer:
             previous = self._model
             prev_sum = previous.checksum if previous is not None else None
             try:
-                model = load_model(bundle_dir or self.bundle_dir)
+                model = load_model(bundle_dir or (self.source() if self.source else self.bundle_dir))
             except (BundleError, OSError) as exc:
                 self.last_error = str(exc)
                 log.error(
