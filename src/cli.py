@@ -200,6 +200,17 @@ def compare(params: ParamsOpt = Path("params.yaml")) -> None:
         typer.echo(f"  - {reason}")
 
 
+@app.command()
+def monitor(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Backtest and drift of the champion on the newest export; reports/backtest.csv and drift.json."""
+    from leadscore.models.monitor import run_monitor
+
+    result = _timed("monitor", run_monitor, _params(params))
+    typer.echo(f"retrain recommended: {result['retrain_recommended']}")
+    for reason in result["reasons"]:
+        typer.echo(f"  - {reason}")
+
+
 def _registry_call(fn, *args, **kwargs):
     from leadscore.models.promotion import PromotionError
 
