@@ -189,12 +189,25 @@ def train_table(
 # --- the retraining loop (issue 12): compare, promote, rollback, models, monitor ----------------------
 
 
+def _registry_errors(fn):
+    """A stage that reads the champion: a registry or bundle problem becomes a one-line error."""
+    from leadscore.models.bundle import BundleError
+
+    def wrapped(*args):
+        try:
+            return fn(*args)
+        except BundleError as exc:
+            raise ValueError(f"champion: {exc}") from exc
+
+    return wrapped
+
+
 @app.command()
 def compare(params: ParamsOpt = Path("params.yaml")) -> None:
     """Champion vs the new bundle on the same recent out-of-time slice; writes reports/compare.json."""
     from leadscore.models.compare import run_compare
 
-    result = _timed("compare", run_compare, _params(params))
+    result = _timed("compare", _registry_errors(run_compare), _params(params))
     typer.echo(f"decision: {result['decision']}")
     for reason in result["reasons"]:
         typer.echo(f"  - {reason}")
@@ -205,7 +218,7 @@ def monitor(params: ParamsOpt = Path("params.yaml")) -> None:
     """Backtest and drift of the champion on the newest export; reports/backtest.csv and drift.json."""
     from leadscore.models.monitor import run_monitor
 
-    result = _timed("monitor", run_monitor, _params(params))
+    result = _timed("monitor", _registry_errors(run_monitor), _params(params))
     typer.echo(f"retrain recommended: {result['retrain_recommended']}")
     for reason in result["reasons"]:
         typer.echo(f"  - {reason}")

@@ -137,7 +137,13 @@ def fetch_bundle(ref: str | Path, cache_dir: Path, tracking_uri: str | None = No
         except Exception as exc:  # MLflow raises many types (HTTP, store, IO): all mean "not fetched"
             raise BundleError(f"cannot download the bundle of {ref_s} (version {mv.version}): {exc}") from exc
         manifest = _verified(local, expected)
-        local.rename(target)
+        try:
+            local.rename(target)
+        except OSError:
+            if not target.is_dir():
+                raise
+            # another process (a second worker) fetched the same version meanwhile: use its copy
+            manifest = _verified(target, expected)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return ResolvedBundle(target, manifest["bundle_checksum"], ref_s, name, str(mv.version), alias)
