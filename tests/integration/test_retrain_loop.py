@@ -53,7 +53,11 @@ DEMO = {
 }
 EXPORT_1 = {"generate.export_months": 30, "validate.export_time": "2026-07-01T00:00:00"}
 EXPORT_2 = {"generate.export_months": 36, "validate.export_time": "2027-01-01T00:00:00"}
-WORSE = {"train.n_estimators": 1, "train.num_leaves": 2, "train.max_depth": 1, "train.feature_fraction": 0.1}
+#: the worse challenger also has another feature spec (one window): each bundle scores with its own
+WORSE = {
+    "train.n_estimators": 1, "train.num_leaves": 2, "train.max_depth": 1, "train.feature_fraction": 0.1,
+    "features.windows_days": [30], "features.active_day_windows": [30],
+}  # fmt: skip
 
 
 def _free_port() -> int:
@@ -116,6 +120,7 @@ def _run_pipeline(params: Params, from_stage: str = "generate") -> dict:
     from leadscore.models.bundle import run_bundle
     from leadscore.models.compare import run_compare
     from leadscore.models.evaluate import run_evaluate
+    from leadscore.models.explain import run_explain
     from leadscore.models.monitor import run_monitor
     from leadscore.models.registry import run_publish
     from leadscore.models.thresholds import run_thresholds
@@ -125,7 +130,7 @@ def _run_pipeline(params: Params, from_stage: str = "generate") -> dict:
         "generate": lambda p: write_tables(generate(p.generate, p.features), p.data.raw_dir),
         "validate": run_validate, "snapshots": run_snapshots, "features": run_features, "train": run_train,
         "evaluate": run_evaluate, "thresholds": run_thresholds, "bundle": run_bundle, "compare": run_compare,
-        "monitor": run_monitor, "publish": run_publish,
+        "monitor": run_monitor, "explain": run_explain, "publish": run_publish,
     }  # fmt: skip
     names = list(stages)
     for name in names[names.index(from_stage) :]:
@@ -205,6 +210,13 @@ def test_retrain_loop(mlflow_server: str, tmp_path: Path, monkeypatch: pytest.Mo
         assert c2["champion"]["version"] == "1"
         assert c2["slice"]["dropped_champion_overlap"] >= 0 and c2["slice"]["rows"] > 0
         assert c2["decision"] == "promote", c2["reasons"]
+        drift = json.loads((p2.data.reports_dir / "drift.json").read_text())
+        assert drift["model"]["version"] == "1" and drift["model"]["is_champion"]
+        assert 0.5 < drift["expected_roc_auc"]["newest"] < 1 and drift["score_psi"] >= 0
+        backtest = (p2.data.reports_dir / "backtest.csv").read_text().splitlines()
+        assert backtest[0].startswith("target,month,stage,n,") and len(backtest) > 10
+        html = (p2.data.reports_dir / "explain.html").read_text()
+        assert 'id="retraining"' in html and "Champion vs challenger" in html
         v2 = json.loads((p2.data.reports_dir / "mlflow_run.json").read_text())
         assert v2["model_version"] == "2" and v2["aliases"] == ["challenger"]
         served.append(server.reload()["model_version"])  # alias not moved yet: still v1
@@ -221,6 +233,10 @@ def test_retrain_loop(mlflow_server: str, tmp_path: Path, monkeypatch: pytest.Mo
             **{"snapshots.split.train": 0.1, "snapshots.split.calibration": 0.7},
         )  # fmt: skip
         c3 = _run_pipeline(p3, from_stage="snapshots")
+        assert (
+            "cnt_pricing_view_7d"
+            not in json.loads((p3.data.models_dir / "feature_spec.json").read_text())["model_features"]
+        )
         assert c3["champion"]["version"] == "2"
         assert c3["decision"] == "keep", c3["reasons"]
         d_auc = c3["difference"]["sql"]["roc_auc"]
