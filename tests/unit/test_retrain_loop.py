@@ -143,3 +143,18 @@ def test_registry_references() -> None:
     assert parse_ref("models") is None
     with pytest.raises(BundleError, match="models:/<name>@<alias>"):
         parse_ref("models:/x@")
+
+
+def test_serve_settings_choose_the_bundle_source(tmp_path, monkeypatch) -> None:
+    from leadscore.serve.settings import load_settings
+    from leadscore.serve.source import RegistrySource, bundle_source
+
+    monkeypatch.delenv("LEADSCORE_MODEL", raising=False)
+    local = load_settings(auth_disabled=True)
+    assert local.model is None and bundle_source(local) is None  # models/ (the local build) serves
+    monkeypatch.setenv("LEADSCORE_MODEL", "models:/lead-propensity@champion")
+    monkeypatch.setenv("LEADSCORE_MODEL_CACHE_DIR", str(tmp_path))
+    settings = load_settings(auth_disabled=True)
+    source = bundle_source(settings)
+    assert isinstance(source, RegistrySource)
+    assert source.ref == "models:/lead-propensity@champion" and source.cache_dir == tmp_path
