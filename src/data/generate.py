@@ -35,7 +35,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from numpy.typing import NDArray
 from scipy.special import expit, gammainc
 
@@ -1652,32 +1651,11 @@ def _truth_frame(
     )
 
 
-def write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Parquet whose bytes depend on the data only, as far as pyarrow allows.
-
-    ``DataFrame.to_parquet`` stores the pandas and pyarrow versions (the ``pandas`` schema metadata) and
-    the Arrow schema, and pandas 3 writes its strings as ``large_string``: so the same frame gave other
-    bytes, hence another md5 in ``dvc.lock``, on another machine. Here strings are plain ``string``, the
-    schema metadata is dropped and the settings are explicit. What remains is the footer's
-    ``created_by`` ("parquet-cpp-arrow version X"), which pyarrow always writes: files are identical for
-    the same pyarrow version.
-    """
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    fields = [
-        pa.field(f.name, pa.string())
-        if pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type)
-        else f
-        for f in table.schema
-    ]
-    table = table.cast(pa.schema(fields)).replace_schema_metadata(None)
-    pq.write_table(
-        table, path, compression="snappy", store_schema=False, version="2.6", data_page_version="1.0",
-        use_dictionary=True, write_statistics=True, row_group_size=1 << 20,
-    )  # fmt: skip
-
-
 def write_tables(tables: dict[str, pd.DataFrame], raw_dir: Path) -> None:
-    """Write the contract tables to ``raw_dir/*.parquet`` and the truth to ``raw_dir/_truth/``."""
+    """Write the contract tables to ``raw_dir/*.parquet`` and the truth to ``raw_dir/_truth/`` (bytes that
+    depend on the data only: ``data.parquet``)."""
+    from leadscore.data.parquet import write_parquet
+
     raw_dir = Path(raw_dir)
     (raw_dir / "_truth").mkdir(parents=True, exist_ok=True)
     for name in contract.TABLES:

@@ -38,6 +38,7 @@ from pandas.api import types as ptypes
 from leadscore.config import Params, ValidateParams
 from leadscore.data.contract import PRIMARY_KEYS, REQUIRED_COLUMNS, STAGE_RANK, TABLES
 from leadscore.data.load import read_table
+from leadscore.data.parquet import write_parquet
 from leadscore.data.schemas import COLUMN_KINDS, STR, TIMESTAMP, row_failures, table_schema
 
 log = logging.getLogger(__name__)
@@ -441,8 +442,8 @@ def run_validate(params: Params) -> ValidationResult:
     quarantine_dir.mkdir(parents=True, exist_ok=True)
     data.reports_dir.mkdir(parents=True, exist_ok=True)
     for t in TABLES:
-        result.tables[t].to_parquet(data.interim_dir / f"{t}.parquet", index=False)
-        result.quarantine[t].to_parquet(quarantine_dir / f"{t}.parquet", index=True)
+        write_parquet(result.tables[t], data.interim_dir / f"{t}.parquet")
+        write_parquet(result.quarantine[t], quarantine_dir / f"{t}.parquet", index=True)
     report = {
         t: {"read": r.read, "accepted": r.accepted, "quarantined": r.quarantined, "reasons": r.reasons}
         for t, r in result.reports.items()

@@ -9,6 +9,7 @@ import ibis
 import pandas as pd
 
 from leadscore.config import Params
+from leadscore.data.parquet import write_parquet
 from leadscore.features.attributes import lead_attributes
 from leadscore.features.batch import build_features
 from leadscore.features.snapshots import SPLITS, build_examples, data_end
@@ -59,7 +60,7 @@ def run_snapshots(params: Params) -> dict[str, dict]:
                 )
             path = snapshots_path(params, name)
             path.parent.mkdir(parents=True, exist_ok=True)
-            examples.to_parquet(path, index=False)
+            write_parquet(examples, path)
             summary[name] = {
                 "horizon_days": target.horizon_days,
                 "bounds": {s: [str(a), str(b)] for s, (a, b) in vars(bounds).items()},
@@ -99,7 +100,7 @@ def run_features(params: Params) -> dict[str, int]:
                 path = features_path(params, name, split)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 part = table[table["split"] == split].reset_index(drop=True)
-                part.to_parquet(path, index=False)
+                write_parquet(part, path)
                 counts[f"{name}/{split}"] = len(part)
             bar.advance(task)
     return counts

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from leadscore.config import CompareParams, load_params
-from leadscore.data.generate import export_at, generate, write_parquet
+from leadscore.data.generate import export_at, generate
+from leadscore.data.parquet import write_parquet
 from leadscore.models.backtest import backtest_table
 from leadscore.models.compare import gate_decision, lead_bootstrap_indices, metric_functions, paired_bootstrap
 from leadscore.models.drift import expected_auc, feature_psi, psi
@@ -133,8 +134,14 @@ def test_parquet_bytes_depend_on_data_only(tmp_path) -> None:
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
     import pyarrow.parquet as pq
 
-    assert pq.ParquetFile(tmp_path / "a.parquet").metadata.metadata is None  # no version-stamped metadata
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"), frame, check_dtype=False)
+    meta = pq.ParquetFile(tmp_path / "a.parquet").metadata.metadata
+    assert (
+        b"pandas_version" not in meta[b"pandas"] and b'"creator"' not in meta[b"pandas"]
+    )  # no version stamps
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"), frame)
+    indexed = frame.set_index(pd.Index([5, 7, 9], name="row"))
+    write_parquet(indexed, tmp_path / "c.parquet", index=True)  # quarantine files keep their row numbers
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "c.parquet"), indexed)
 
 
 def test_registry_references() -> None:
