@@ -133,9 +133,20 @@ def publish(params: ParamsOpt = Path("params.yaml")) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Overrides LEADSCORE_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Overrides LEADSCORE_PORT.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve a registry version, e.g. models:/lead-propensity@champion (LEADSCORE_MODEL)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the scoring API (settings from LEADSCORE_* environment variables)."""
+    import os
+
     from leadscore.serve.main import run_server
+
+    if model:
+        os.environ["LEADSCORE_MODEL"] = model  # read by the settings (and by uvicorn's workers)
 
     run_server(host=host, port=port)
 
@@ -227,6 +238,130 @@ def train_table(
         },
     )
     _timed("train-table", run_train_table, export, target, p, out)
+
+
+# --- the retraining loop (issue 12): compare, promote, rollback, models, monitor ----------------------
+
+
+def _registry_errors(fn):
+    """A stage that reads the champion: a registry or bundle problem becomes a one-line error."""
+    from leadscore.models.bundle import BundleError
+
+    def wrapped(*args):
+        try:
+            return fn(*args)
+        except BundleError as exc:
+            raise ValueError(f"champion: {exc}") from exc
+
+    return wrapped
+
+
+@app.command()
+def compare(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Champion vs the new bundle on the same recent out-of-time slice; writes reports/compare.json."""
+    from leadscore.models.compare import run_compare
+
+    result = _timed("compare", _registry_errors(run_compare), _params(params))
+    typer.echo(f"decision: {result['decision']}")
+    for reason in result["reasons"]:
+        typer.echo(f"  - {reason}")
+
+
+@app.command()
+def monitor(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Backtest and drift of the champion on the newest export; reports/backtest.csv and drift.json."""
+    from leadscore.models.monitor import run_monitor
+
+    result = _timed("monitor", _registry_errors(run_monitor), _params(params))
+    typer.echo(f"retrain recommended: {result['retrain_recommended']}")
+    for reason in result["reasons"]:
+        typer.echo(f"  - {reason}")
+
+
+def _registry_call(fn, *args, **kwargs):
+    from leadscore.models.promotion import PromotionError
+
+    try:
+        return fn(*args, **kwargs)
+    except PromotionError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+
+
+ByOpt = Annotated[str | None, typer.Option("--by", help="Who acts (default: LEADSCORE_USER or login).")]
+
+
+@app.command()
+def promote(
+    version: Annotated[
+        str | None, typer.Option(help="Version to promote (default: alias challenger).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Promote whatever the gate said.")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why (required with --force; recorded).")] = None,
+    by: ByOpt = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Move the registry alias `champion` to the challenger when its gate passed (or --force --reason)."""
+    from leadscore.models.promotion import promote as do_promote
+    from leadscore.models.promotion import registry_client
+
+    name = _params(params).publish.registered_model
+    typer.echo(json.dumps(_registry_call(do_promote, registry_client(), name, version, force, reason, by)))
+
+
+@app.command()
+def rollback(
+    reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+    by: ByOpt = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Move the registry alias `champion` back to the previous champion."""
+    from leadscore.models.promotion import registry_client
+    from leadscore.models.promotion import rollback as do_rollback
+
+    name = _params(params).publish.registered_model
+    typer.echo(json.dumps(_registry_call(do_rollback, registry_client(), name, reason, by)))
+
+
+@app.command()
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Registered versions: aliases, metrics, gate results, who promoted each and why."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from leadscore.models.promotion import list_versions, registry_client
+
+    name = _params(params).publish.registered_model
+    rows = list_versions(registry_client(), name)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{name} (tracking: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    for col in ("version", "aliases", "model", "ROC-AUC (test)", "gate", "promoted", "thresholds"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        gate = r["gate"]["decision"] or "-"
+        if r["gate"]["roc_auc"]:
+            auc = r["gate"]["roc_auc"]
+            lo, hi = auc["ci"]
+            gate += f" (AUC {auc['value']:.3f} [{lo:.3f}, {hi:.3f}] vs v{r['gate']['vs_champion']})"
+        promoted = "-"
+        if r["promoted"]:
+            p = r["promoted"]
+            why = p["reason"] if len(p["reason"] or "") <= 60 else p["reason"][:57] + "..."
+            promoted = f"{p['at']} by {p['by']}{' (forced)' if p['forced'] == 'true' else ''}: {why}"
+        if r["rolled_back"]:
+            promoted += f"; rolled back {r['rolled_back']['at']} by {r['rolled_back']['by']}"
+        table.add_row(
+            r["version"], ",".join(r["aliases"]), r["model_version"] or "-",
+            " ".join(f"{k.split('.')[0]}={v}" for k, v in sorted(r["metrics"].items()) if "roc_auc" in k),
+            gate, promoted,
+            str(len(r["thresholds_updates"])),
+        )  # fmt: skip
+    Console().print(table)
 
 
 if __name__ == "__main__":

@@ -88,6 +88,19 @@ class GenerateParams(_Section):
     mql_points: int = 60
     rates: FunnelRates = FunnelRates()
     drift: DriftParams = DriftParams()
+    #: The export is taken this many months after ``start`` (null: at the end of ``months``). The world is
+    #: always simulated over ``months``, so a later export of the same seed ("the next export") shows the
+    #: same past plus what happened since: raise this to get N more months of the same leads.
+    export_months: int | None = Field(None, ge=6)
+
+    @model_validator(mode="after")
+    def _export_within_world(self) -> GenerateParams:
+        if self.export_months is not None and self.export_months > self.months:
+            raise ValueError(
+                f"generate.export_months ({self.export_months}) is after the simulated span "
+                f"(generate.months = {self.months}); raise generate.months"
+            )
+        return self
 
 
 class ValidateParams(_Section):
@@ -268,6 +281,53 @@ class PublishParams(_Section):
     experiment: str = "leadscore"
     registered_model: str = "lead-propensity"
 
+
+
+# --- the retraining loop (issue 12): compare, promotion gate, backtest, drift ---------------------------
+
+
+class CompareGate(_Section):
+    """When a challenger may replace the champion (reports/compare.json ``decision``)."""
+
+    #: keep when the upper end of the challenger − champion ROC-AUC interval is below −max_auc_drop
+    #: (the challenger is worse beyond the interval)
+    max_auc_drop: float = Field(0.0, ge=0, le=1)
+    #: keep when the challenger's ECE on the slice is above this
+    max_ece: float = Field(0.05, gt=0, le=1)
+    #: keep when the lower end of the challenger − champion log-loss interval is above this (worse)
+    max_log_loss_increase: float = Field(0.0, ge=0)
+
+
+class CompareParams(_Section):
+    #: the model to beat: a registry reference (models:/<name>@<alias>) or a bundle folder;
+    #: null: models:/<publish.registered_model>@champion
+    champion: str | None = None
+    target: str | None = None  # gate target; null: thresholds.target
+    bootstrap: int = Field(300, ge=20, le=20000)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    seed: int = 11
+    #: leads sales can call a week; null: the capacity goal in thresholds.stages (else top 10 %)
+    capacity_per_week: float | None = Field(None, gt=0)
+    gate: CompareGate = CompareGate()
+
+
+class RetrainRule(_Section):
+    """``retrain_recommended`` in reports/drift.json when any of these is passed."""
+
+    score_psi: float = Field(0.2, gt=0)  # PSI of the champion's score, training window → newest window
+    feature_psi: float = Field(0.25, gt=0)  # a feature counts as drifted above this PSI ...
+    max_drifted_features: int = Field(3, ge=0)  # ... and more than this many drifted features trigger
+    expected_auc_drop: float = Field(0.05, gt=0)  # label-free expected ROC-AUC below the test AUC by this
+    calibration_ratio: tuple[float, float] = (0.8, 1.25)  # backtest realized / expected outside this band
+
+
+class MonitorParams(_Section):
+    """Backtest and drift of the champion on the newest export (``leadscore monitor``)."""
+
+    backtest_lag_days: int | None = Field(None, ge=0)  # cohorts scored this long ago; null: the horizon
+    max_rows: int = Field(30000, ge=100)  # rows per window (sampled deterministically by lead)
+    psi_bins: int = Field(10, ge=2, le=100)
+    retrain: RetrainRule = RetrainRule()
 
 # --- bring your own data: column mappings (issue 6) ----------------------------------------------------
 
@@ -535,6 +595,8 @@ class Params(_Section):
     publish: PublishParams = PublishParams()
     mapping: MappingParams | None = None  # null: data/raw already follows the contract
     flat: FlatParams = FlatParams()
+    compare: CompareParams = CompareParams()
+    monitor: MonitorParams = MonitorParams()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:

@@ -1533,13 +1533,34 @@ def generate(params: GenerateParams, features: FeatureParams) -> dict[str, pd.Da
         open_mql,
         stages,
     )
-    return {
+    tables = {
         "accounts": accounts,
         "leads": leads,
         "events": _events_frame(rng_cos, ev, leads["lead_id"], start64),
         "stage_history": _stage_frame(stages, leads["lead_id"], end, start64),
         "truth": _truth_frame(lead, lat, leads, kappa, realised, handoff, params, start64, drift_day),
     }
+    if params.export_months is None or params.export_months == params.months:
+        return tables
+    return export_at(tables, start + pd.DateOffset(months=params.export_months))
+
+
+def export_at(tables: dict[str, pd.DataFrame], cut: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    """What a CRM export taken at ``cut`` shows of the simulated world: leads created before it, and only
+    the events and stage changes before it (later outcomes are not known yet). Accounts are kept whole."""
+    cut64 = np.datetime64(cut.tz_localize(None) if cut.tzinfo else cut, "us")
+    leads = tables["leads"]
+    keep = leads["created_at"].to_numpy("datetime64[us]") < cut64
+    kept_ids = leads["lead_id"][keep]
+    out = {"accounts": tables["accounts"], "leads": leads[keep].reset_index(drop=True)}
+    for name in ("events", "stage_history"):
+        frame = tables[name]
+        mask = (frame["ts"].to_numpy("datetime64[us]") < cut64) & frame["lead_id"].isin(kept_ids).to_numpy()
+        out[name] = frame[mask].reset_index(drop=True)
+    if "truth" in tables:
+        truth = tables["truth"]
+        out["truth"] = truth[truth["lead_id"].isin(kept_ids)].reset_index(drop=True)
+    return out
 
 
 def _events_frame(
@@ -1631,13 +1652,16 @@ def _truth_frame(
 
 
 def write_tables(tables: dict[str, pd.DataFrame], raw_dir: Path) -> None:
-    """Write the contract tables to ``raw_dir/*.parquet`` and the truth to ``raw_dir/_truth/``."""
+    """Write the contract tables to ``raw_dir/*.parquet`` and the truth to ``raw_dir/_truth/`` (bytes that
+    depend on the data only: ``data.parquet``)."""
+    from leadscore.data.parquet import write_parquet
+
     raw_dir = Path(raw_dir)
     (raw_dir / "_truth").mkdir(parents=True, exist_ok=True)
     for name in contract.TABLES:
-        tables[name].to_parquet(raw_dir / f"{name}.parquet", index=False)
+        write_parquet(tables[name], raw_dir / f"{name}.parquet")
     if "truth" in tables:
-        tables["truth"].to_parquet(raw_dir / "_truth" / "lead_truth.parquet", index=False)
+        write_parquet(tables["truth"], raw_dir / "_truth" / "lead_truth.parquet")
 
 
 # === the oracle =========================================================================================

@@ -48,6 +48,7 @@ from leadscore.data.lifecycle import (
     timestamp_text,
 )
 from leadscore.data.load import read_table, table_sources
+from leadscore.data.parquet import write_parquet
 from leadscore.data.schemas import COLUMN_KINDS
 
 __all__ = ["MappingError", "MappingResult", "apply_mapping", "map_tables", "run_mapping"]
@@ -374,7 +375,7 @@ def run_mapping(params: Params) -> dict[str, pd.DataFrame]:
     result = map_tables(params.data.source, params.mapping, params.validate_.max_reject_share)
     quarantine_dir = params.data.interim_dir / "quarantine"
     quarantine_dir.mkdir(parents=True, exist_ok=True)
-    result.dropped.astype({"source_row": "int64"}).to_parquet(quarantine_dir / "mapping.parquet", index=False)
+    write_parquet(result.dropped.astype({"source_row": "int64"}), quarantine_dir / "mapping.parquet")
     params.data.reports_dir.mkdir(parents=True, exist_ok=True)
     (params.data.reports_dir / "mapping.json").write_text(json.dumps(result.report, indent=2) + "\n")
     return result.tables

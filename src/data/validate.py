@@ -42,6 +42,7 @@ from leadscore.config import Params, ValidateParams
 from leadscore.data import validate_events as ev
 from leadscore.data.contract import PRIMARY_KEYS, REQUIRED_COLUMNS, STAGE_RANK, TABLES
 from leadscore.data.load import read_table, table_sources
+from leadscore.data.parquet import write_parquet
 from leadscore.data.schemas import COLUMN_KINDS, STR, TIMESTAMP, row_failures, table_schema
 
 log = logging.getLogger(__name__)
@@ -477,7 +478,8 @@ def _validate_in_engine(params: Params) -> ValidationResult:
     Writes the accepted tables to ``interim_dir``; the accepted events are written by the engine
     (``result.tables["events"]`` is their engine expression, valid only inside this call).
     """
-    from leadscore.engine import session, write_parquet
+    from leadscore.engine import session
+    from leadscore.engine import write_parquet as write_in_engine
 
     data = params.data
     raw = {t: read_table(data.source, t) for t in TABLES if t != "events"}
@@ -493,11 +495,11 @@ def _validate_in_engine(params: Params) -> ValidationResult:
             for t in TABLES:
                 path = data.interim_dir / f"{t}.parquet"
                 if t != "events":
-                    result.tables[t].to_parquet(path, index=False)
+                    write_parquet(result.tables[t], path)
                     continue
                 accepted = ev.accepted(result.tables[t])
                 schema = None if con.name == "duckdb" else accepted.schema().to_pyarrow()
-                write_parquet(con, accepted, path, params.engine.batch_rows, schema=schema)
+                write_in_engine(con, accepted, path, params.engine.batch_rows, schema=schema)
     finally:
         staging.unlink(missing_ok=True)
     return result
@@ -521,13 +523,13 @@ def run_validate(params: Params) -> ValidationResult:
 
         result = validate_tables(run_mapping(params), params.validate_)
         for t in TABLES:
-            result.tables[t].to_parquet(data.interim_dir / f"{t}.parquet", index=False)
+            write_parquet(result.tables[t], data.interim_dir / f"{t}.parquet")
     else:
         # The mapping report is a DVC metric of this stage, so it exists in contract mode too.
         (data.reports_dir / "mapping.json").write_text(json.dumps({"mode": "contract"}) + "\n")
         result = _validate_in_engine(params)
     for t in TABLES:
-        result.quarantine[t].to_parquet(quarantine_dir / f"{t}.parquet", index=True)
+        write_parquet(result.quarantine[t], quarantine_dir / f"{t}.parquet", index=True)
     report = {
         t: {"read": r.read, "accepted": r.accepted, "quarantined": r.quarantined, "reasons": r.reasons}
         for t, r in result.reports.items()

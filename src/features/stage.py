@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from leadscore.config import Params
+from leadscore.data.parquet import arrow_table, write_parquet
 from leadscore.engine import batches, read_parquet, scratch_table, session
 from leadscore.features.attributes import lead_attributes
 from leadscore.features.batch import KEYS, aggregates_expr, assemble
@@ -82,7 +83,7 @@ def run_snapshots(params: Params) -> dict[str, dict]:
                 )
             path = snapshots_path(params, name)
             path.parent.mkdir(parents=True, exist_ok=True)
-            examples.to_parquet(path, index=False)
+            write_parquet(examples, path)
             summary[name] = {
                 "horizon_days": target.horizon_days,
                 "bounds": {s: [str(a), str(b)] for s, (a, b) in vars(bounds).items()},
@@ -174,7 +175,7 @@ def _write_stream(
     try:
         for batch in batches(expr, params.engine.batch_rows):
             part = _assemble_batch(batch, example_schema, attributes, spec, params)
-            table = pa.Table.from_pandas(part, preserve_index=False)
+            table = arrow_table(part)  # no version stamps: stable md5s in dvc.lock
             if writer is None:
                 writer = pq.ParquetWriter(path, table.schema)
             writer.write_table(table.cast(writer.schema))

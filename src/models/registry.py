@@ -18,8 +18,10 @@ artifact (``runs:/<run_id>/bundle``). MLflow 3's ``mlflow.register_model`` insis
 logged model under that path, and the bundle is deliberately a plain, pickle-free folder, so the version
 is created with ``MlflowClient.create_model_version`` instead. The new version gets alias ``challenger``;
 it also becomes ``champion`` when the registered model has no champion yet (the first version).
-Promoting a challenger later is a human decision: ``MlflowClient().set_registered_model_alias(name,
-"champion", version)``.
+A bundle whose models equal an existing version's (a thresholds-only change) is not a new version: the
+existing version's bundle pointer moves to the new run and the change is recorded (``_register``).
+When ``reports/compare.json`` judged this bundle, its gate result is stored on the version. Promotion
+and rollback (``leadscore promote`` / ``rollback`` / ``models``) live in ``leadscore.models.promotion``.
 
 Tracking store: ``MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db`` (in the working directory).
 """
@@ -150,10 +152,27 @@ def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _register(client: Any, name: str, run_id: str, bundle_version: str) -> tuple[str, list[str]]:
-    """Create a model version of ``name`` from the run's bundle; set aliases. Returns (version, aliases)."""
+def _register(
+    client: Any,
+    name: str,
+    run_id: str,
+    bundle_version: str,
+    checksum: str,
+    thresholds: Mapping[str, Any] | None = None,
+) -> tuple[str, list[str], str]:
+    """Register the run's bundle under ``name``; returns (version, aliases, action).
+
+    action ``registered``: a new model version (alias ``challenger``; also ``champion`` when there is none
+    yet). A bundle whose model files equal an existing version's (same ``bundle_version``, the hash of the
+    models and calibrators) is *not* a new model: a changed bundle (thresholds only) updates that version's
+    bundle pointer (tags ``bundle_run_id`` / ``bundle_checksum``) and is recorded in its
+    ``thresholds_history`` (action ``thresholds_updated``); an identical one changes nothing
+    (``unchanged``).
+    """
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    from leadscore.models import promotion
 
     try:
         client.create_registered_model(
@@ -162,15 +181,51 @@ def _register(client: Any, name: str, run_id: str, bundle_version: str) -> tuple
     except MlflowException as exc:
         if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
             raise
+    same = [
+        mv
+        for mv in client.search_model_versions(f"name='{name}'")
+        if (mv.tags or {}).get("bundle_version") == bundle_version
+    ]
+    if same:
+        mv = max(same, key=lambda v: int(v.version))
+        aliases = sorted(
+            a
+            for a, v in (client.get_registered_model(name).aliases or {}).items()
+            if str(v) == str(mv.version)
+        )
+        if (mv.tags or {}).get("bundle_checksum") == checksum:
+            return str(mv.version), aliases, "unchanged"
+        promotion.record_thresholds_update(client, name, str(mv.version), run_id, checksum, thresholds)
+        return str(mv.version), aliases, "thresholds_updated"
     version = client.create_model_version(
-        name, source=f"runs:/{run_id}/bundle", run_id=run_id, tags={"bundle_version": bundle_version}
+        name,
+        source=f"runs:/{run_id}/bundle",
+        run_id=run_id,
+        tags={
+            "bundle_version": bundle_version,
+            "bundle_checksum": checksum,
+            "bundle_run_id": run_id,
+            "bundle_path": "bundle",
+        },
     )
     aliases = ["challenger"]
     client.set_registered_model_alias(name, "challenger", version.version)
     if "champion" not in (client.get_registered_model(name).aliases or {}):
-        client.set_registered_model_alias(name, "champion", version.version)
+        promotion.move_champion(
+            client, name, str(version.version), by="publish", reason="first version: no champion yet"
+        )
         aliases.append("champion")
-    return str(version.version), aliases
+    return str(version.version), aliases, "registered"
+
+
+def _gate_of(path: Path, checksum: str) -> dict[str, Any] | None:
+    """``reports/compare.json`` when it judged this very bundle (else None: a stale comparison)."""
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    if (result.get("challenger") or {}).get("bundle_checksum") != checksum:
+        return None
+    return result
 
 
 def publish(params: Params, uri: str, lock_path: Path = Path("dvc.lock")) -> dict[str, Any]:
@@ -225,8 +280,18 @@ def publish(params: Params, uri: str, lock_path: Path = Path("dvc.lock")) -> dic
         for path in (metrics_path, summary_path, reports / "explain.html"):
             if path.is_file():
                 client.log_artifact(run_id, str(path), "reports")
-        version, aliases = _register(client, params.publish.registered_model, run_id, bundle_version)
+        thresholds = json.loads((params.data.models_dir / "thresholds.json").read_text())
+        version, aliases, action = _register(
+            client, params.publish.registered_model, run_id, bundle_version, manifest["bundle_checksum"],
+            thresholds,
+        )  # fmt: skip
         client.log_batch(run_id, tags=[RunTag("registered_model_version", version)])
+        gate = _gate_of(reports / "compare.json", manifest["bundle_checksum"])
+        if gate is not None and action == "registered":  # a thresholds update keeps its model's gate
+            client.log_artifact(run_id, str(reports / "compare.json"), "reports")
+            from leadscore.models.promotion import record_gate
+
+            record_gate(client, params.publish.registered_model, version, gate)
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
@@ -237,6 +302,7 @@ def publish(params: Params, uri: str, lock_path: Path = Path("dvc.lock")) -> dic
         "model_version": version,
         "registered_model": params.publish.registered_model,
         "aliases": aliases,
+        "registry_action": action,
         "bundle_checksum": manifest["bundle_checksum"],
         "tracking_uri": redact_uri(uri),
     }

@@ -324,6 +324,8 @@ def build_context(
     funnel: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Everything the template shows, as plain values (numbers, strings, data URIs)."""
+    from leadscore.models.retrain_report import retrain_context
+
     reports = params.data.reports_dir
     metrics = _load_json(reports / "metrics.json") or bundle.metrics
     thr_report = _load_json(reports / "thresholds.json")
@@ -408,6 +410,7 @@ def build_context(
         images["volume"] = png_data_uri(volume_chart(volume, cohorts))
     meta = bundle.metadata
     return {
+        "retrain": retrain_context(reports),
         "title": "Lead scoring: what drives conversion, and where to draw the line",
         "model_version": bundle.version,
         "bundle_checksum": bundle.checksum[:12],

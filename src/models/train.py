@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from leadscore.config import Params, TargetParams, TrainParams
 from leadscore.data.contract import STAGE_RANK
+from leadscore.data.parquet import write_parquet
 from leadscore.features.encode import MatrixEncoder, fit_categories
 from leadscore.features.spec import FeatureSpec
 from leadscore.models.calibrate import Calibrator, fit_calibrator
@@ -421,7 +422,7 @@ def write_result(result: TrainResult, out_dir: Path) -> None:
     for name, model in result.targets.items():
         (out_dir / f"model_{name}.txt").write_text(model.model_text)
         (out_dir / f"calibrator_{name}.json").write_text(_dump(model.calibrator.to_json()))
-        result.predictions[name].to_parquet(out_dir / f"predictions_{name}.parquet", index=False)
+        write_parquet(result.predictions[name], out_dir / f"predictions_{name}.parquet")
     (out_dir / "categories.json").write_text(_dump(result.categories))
     (out_dir / "train_summary.json").write_text(_dump(result.summary))
 

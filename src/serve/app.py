@@ -33,6 +33,7 @@ from leadscore.serve.schemas import BatchRequest, FlatBatch, FlatRow, ScoreReque
 from leadscore.serve.scorer import ScoreOutcome, Scorer
 from leadscore.serve.security import ServeState
 from leadscore.serve.settings import ServeSettings, load_settings
+from leadscore.serve.source import RegistrySource, bundle_source, poll_alias
 
 log = logging.getLogger("leadscore.serve")
 
@@ -46,7 +47,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
 def _state(settings: ServeSettings, scorer: Scorer | None) -> ServeState:
     state = ServeState(
         settings=settings,
-        scorer=scorer or Scorer(settings.bundle_dir),
+        scorer=scorer or Scorer(settings.bundle_dir, source=bundle_source(settings)),
         metrics=make_metrics(),
         policy=PayloadPolicy(
             unknown_event_types=settings.unknown_event_types,
@@ -93,9 +94,16 @@ def create_app(settings: ServeSettings | None = None, scorer: Scorer | None = No
                 installed = True
             except (ValueError, RuntimeError, NotImplementedError):
                 log.info("SIGHUP reload not available here (not the main thread); use POST /v1/admin/reload")
+        source, poll = state.scorer.source, None
+        if isinstance(source, RegistrySource) and state.settings.model_poll_seconds > 0:
+            poll = asyncio.ensure_future(
+                poll_alias(source, state.settings.model_poll_seconds, lambda: state.reload("poll"))
+            )
         try:
             yield
         finally:
+            if poll is not None:
+                poll.cancel()
             if installed:
                 loop.remove_signal_handler(hup)
             gc.unfreeze()

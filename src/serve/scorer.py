@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -219,8 +219,10 @@ class Scorer:
     """Holds the model being served. ``reload`` loads and verifies a bundle off the request path and
     swaps one reference; a refused bundle leaves the current model serving."""
 
-    def __init__(self, bundle_dir: Path) -> None:
+    def __init__(self, bundle_dir: Path, source: Callable[[], Path] | None = None) -> None:
         self.bundle_dir = Path(bundle_dir)
+        #: resolves the bundle folder on every load (a registry alias, ``serve.source``); None: bundle_dir
+        self.source = source
         self._model: ScoringModel | None = None
         self._lock = threading.Lock()
         self.last_error: str | None = None
@@ -237,7 +239,7 @@ class Scorer:
             previous = self._model
             prev_sum = previous.checksum if previous is not None else None
             try:
-                model = load_model(bundle_dir or self.bundle_dir)
+                model = load_model(bundle_dir or (self.source() if self.source else self.bundle_dir))
             except Exception as exc:
                 # BundleError says what is wrong; anything else is a bundle shape no check foresaw, and
                 # refusing it (the current model keeps serving) is the right answer to it too.

@@ -38,6 +38,13 @@ class ServeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEADSCORE_", extra="ignore", frozen=True)
 
     bundle_dir: Path = Path("models")
+    #: Serve a registry version instead of ``bundle_dir``: ``models:/<name>@<alias>`` (or ``/<version>``);
+    #: downloaded from MLflow (``MLFLOW_TRACKING_URI``) and verified on every load (``serve.source``).
+    model: str | None = None
+    model_cache_dir: Path = Path(".cache/leadscore/bundles")
+    #: With ``model``: check the alias this often (seconds) and reload when it moved; 0: only on SIGHUP or
+    #: POST /v1/admin/reload.
+    model_poll_seconds: float = Field(0, ge=0)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)

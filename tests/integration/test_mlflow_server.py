@@ -166,10 +166,11 @@ def test_publish_to_a_real_server(
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
     assert client.get_model_version(MODEL, "1").run_id == first["run_id"]
 
-    # a second publish: new challenger, the champion stays until a human promotes
+    # a second publish of the same bundle: a new run, but no new model version (same models, same files)
     second = _publish(built, server, monkeypatch)
-    assert second["model_version"] == "2"
-    assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "2"
+    assert second["run_id"] != first["run_id"]
+    assert second["model_version"] == "1" and second["registry_action"] == "unchanged"
+    assert len(client.search_model_versions(f"name='{MODEL}'")) == 1
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
     champion = Path(download_artifacts(f"models:/{MODEL}@champion", dst_path=str(tmp_path / "champion")))
