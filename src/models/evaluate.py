@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -293,4 +295,24 @@ def run_evaluate(params: Params) -> dict[str, Any]:
     (params.data.reports_dir / "metrics.json").write_text(
         json.dumps(metrics, indent=2, sort_keys=True) + "\n"
     )
+    warn_implausible(metrics, params.data.build_dir / "train" / "leakage.json")
     return metrics
+
+
+def warn_implausible(metrics: dict[str, Any], leakage_json: Path) -> None:
+    """Print a plain warning when a target's test ROC-AUC is too good for lead scoring (> 0.95), naming
+    the strongest lead / account attributes the train stage's leakage guard saw (issue 11)."""
+    guard = json.loads(leakage_json.read_text()) if leakage_json.is_file() else {}
+    for target, m in metrics.items():
+        auc = (m.get("model") or {}).get("roc_auc")
+        if auc is None or auc <= 0.95:
+            continue
+        cols = [c for c in guard.get(target, {}).get("columns", []) if c.get("auc") and not c.get("excluded")]
+        cols = sorted(cols, key=lambda c: -c["auc"])[:3]
+        top = ", ".join(f"{c['column']} ({c['auc']:.2f} alone)" for c in cols)
+        print(
+            f"WARNING: {target}: test ROC-AUC {auc:.3f} is implausibly high for lead scoring (honest models "
+            f"land at 0.65-0.90): something filled in after the outcome probably leaks. Strongest "
+            f"attributes: {top or 'n/a'} (build/train/leakage.md).",
+            file=sys.stderr,
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -214,3 +215,31 @@ def test_plot_tables_keys() -> None:
     tables = plot_tables(y, {"model": (s, s), "rule_baseline": (s.round(), s)}, bins=3)
     assert set(tables) == {"roc", "pr", "calibration", "gains"}
     assert all(set(v) == {"model", "rule_baseline"} for v in tables.values())
+
+
+def test_implausible_auc_is_warned_with_the_strongest_attributes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from leadscore.models.evaluate import warn_implausible
+
+    leakage = tmp_path / "leakage.json"
+    leakage.write_text(
+        json.dumps(
+            {
+                "sql": {
+                    "columns": [
+                        {"column": "industry", "auc": 0.97, "excluded": False},
+                        {"column": "annual_revenue", "auc": 0.99, "excluded": True},
+                        {"column": "country", "auc": 0.55, "excluded": False},
+                    ]
+                }
+            }
+        )
+    )
+    metrics = {"sql": {"model": {"roc_auc": 0.98}}, "closed_won": {"model": {"roc_auc": 0.8}}}
+    warn_implausible(metrics, leakage)
+    err = capsys.readouterr().err
+    assert "WARNING: sql: test ROC-AUC 0.980 is implausibly high" in err and "industry (0.97 alone)" in err
+    assert "annual_revenue" not in err and "closed_won" not in err
+    warn_implausible({"sql": {"model": {"roc_auc": 0.9}}}, leakage)
+    assert capsys.readouterr().err == ""
