@@ -44,7 +44,6 @@ from leadscore.data.flat import (
     fit_vocabulary,
     prepare,
     read_export,
-    rename_to_spec,
     resolve_column,
     transform,
 )
@@ -358,58 +357,6 @@ def flat_thresholds(
     }
 
 
-def stage_of(p: np.ndarray, stages: list[dict[str, Any]]) -> list[str | None]:
-    """The first stage whose threshold each probability reaches (None when no rule matches)."""
-    out: list[str | None] = []
-    for v in np.asarray(p, dtype=np.float64):
-        out.append(next((s["name"] for s in stages if v >= s["probability"]), None))
-    return out
-
-
-def score_of(p: np.ndarray, quantiles: list[float] | None) -> np.ndarray:
-    """1-99: 1 + the number of calibration cut points at or below p (round(99 p) without cut points)."""
-    p = np.asarray(p, dtype=np.float64)
-    if quantiles:
-        return (1 + np.searchsorted(np.asarray(quantiles), p, side="right")).clip(1, 99).astype(np.int64)
-    return np.clip(np.rint(99.0 * p), 1, 99).astype(np.int64)
-
-
-def _value_text(col: ColumnSpec, raw: Any, spec: FlatSpec) -> str:
-    """A reason in the export's words: ``Lead Source is Webinar``, ``Company Size is 1,200``."""
-    if raw is None or (isinstance(raw, float) and np.isnan(raw)) or str(raw).strip() == "":
-        return f"{col.source} not given"
-    if isinstance(raw, str) and raw.strip().casefold() in {p.casefold() for p in spec.placeholders}:
-        return f"{col.source} not given"
-    return f"{col.source} is {str(raw).strip()}"
-
-
-def _reason(spec: FlatSpec, renamed: pd.DataFrame, row: int, j: int, contribution: float) -> dict[str, Any]:
-    col = spec.columns[j]
-    raw = renamed[col.name].iloc[row] if col.name in renamed.columns else None
-    return {"feature": col.name, "text": _value_text(col, raw, spec), "contribution": contribution}
-
-
-def row_reasons(
-    contrib: np.ndarray, frame: pd.DataFrame, spec: FlatSpec, k: int
-) -> list[dict[str, list[dict[str, Any]]]]:
-    """Top ``k`` positive and negative contributions per row (LightGBM's own SHAP values), in words."""
-    renamed = rename_to_spec(frame, spec)
-    out = []
-    for i in range(contrib.shape[0]):
-        c = contrib[i, :-1]  # the last column is the expected value
-        order = np.argsort(-c, kind="stable")
-        pos = [j for j in order if c[j] > 0][:k]
-        neg = [j for j in order[::-1] if c[j] < 0][:k]
-
-        out.append(
-            {
-                "positive": [_reason(spec, renamed, i, j, float(c[j])) for j in pos],
-                "negative": [_reason(spec, renamed, i, j, float(c[j])) for j in neg],
-            }
-        )
-    return out
-
-
 def report_data(
     booster: lgb.Booster, x_test: np.ndarray, y_test: np.ndarray, p_test: np.ndarray, spec: FlatSpec
 ) -> dict[str, Any]:
@@ -567,7 +514,6 @@ class FlatScorer:
     spec: FlatSpec
     booster: lgb.Booster
     calibrator: Calibrator
-    thresholds: dict[str, Any] = field(default_factory=dict)  # empty for bundles made before stages
 
     @property
     def version(self) -> str:
@@ -592,8 +538,6 @@ class FlatScorer:
             calibrator = Calibrator.from_json(
                 json.loads((bundle_dir / f"calibrator_{target}.json").read_text())
             )
-            thr_path = bundle_dir / "thresholds.json"
-            thresholds = json.loads(thr_path.read_text()) if thr_path.is_file() else {}
             if booster.num_feature() != len(spec.columns):
                 raise BundleError(
                     f"model_{target}.txt expects {booster.num_feature()} features, spec has "
@@ -603,47 +547,13 @@ class FlatScorer:
             raise
         except (OSError, KeyError, ValueError, TypeError, AttributeError, lgb.basic.LightGBMError) as exc:
             raise BundleError(f"flat bundle content is invalid: {exc}") from exc
-        return cls(bundle_dir, manifest["bundle_checksum"], metadata, spec, booster, calibrator, thresholds)
+        return cls(bundle_dir, manifest["bundle_checksum"], metadata, spec, booster, calibrator)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probabilities for raw rows (same cleaning as training)."""
         if frame.empty:
             return np.zeros(0)
         return self.calibrator.transform(self.booster.predict(transform(frame, self.spec), num_threads=1))
-
-    def score(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One result per row: ``{"target", "probability", "model_version"}`` (the flat app's shape)."""
-        if not rows:
-            return []
-        frame = pd.DataFrame.from_records(rows).astype(object)
-        p = self.predict(frame)
-        return [{"target": self.target, "probability": float(v), "model_version": self.version} for v in p]
-
-    def results(self, frame: pd.DataFrame, explain: bool = True, k: int = 3) -> list[dict[str, Any]]:
-        """Per row what a pipeline bundle answers: probabilities, stage (calibration-slice thresholds),
-        1-99 score, reasons in the export's words (LightGBM's SHAP values), version and checksum."""
-        if frame.empty:
-            return []
-        x = transform(frame, self.spec)
-        p = self.calibrator.transform(self.booster.predict(x, num_threads=1))
-        stages = stage_of(p, self.thresholds.get("stages", []))
-        scores = score_of(p, self.thresholds.get("score_quantiles"))
-        reasons = (
-            row_reasons(self.booster.predict(x, pred_contrib=True, num_threads=1), frame, self.spec, k)
-            if explain
-            else [None] * len(p)
-        )
-        return [
-            {
-                "probabilities": {self.target: float(p[i])},
-                "stage": stages[i],
-                "score": int(scores[i]),
-                "reasons": reasons[i],
-                "model_version": self.version,
-                "bundle_checksum": self.checksum,
-            }
-            for i in range(len(p))
-        ]
 
 
 def is_flat_bundle(bundle_dir: Path) -> bool:
@@ -652,47 +562,3 @@ def is_flat_bundle(bundle_dir: Path) -> bool:
         return json.loads((Path(bundle_dir) / "metadata.json").read_text()).get("kind") == KIND
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def score_flat_file(
-    input: Path, output: Path, bundle_dir: Path, explain: bool = True, crm: Path | None = None
-) -> dict[str, Any]:
-    """``leadscore score`` with a flat bundle: score the rows of an export-like file (the export's own
-    column names) and write one row per input row: the record id (the CRM id field of ``crm``'s
-    writeback block, else the export's id column the bundle knows), probability, stage, score,
-    reasons, model version; with ``crm`` under the CRM's field names. Returns counts."""
-    from leadscore.data.writeback import load_writeback, reasons_text, to_crm
-    from leadscore.serve.offline import write_frame
-
-    scorer = FlatScorer.load(bundle_dir)
-    wb = load_writeback(crm) if crm else None
-    frame = read_export(Path(input)).reset_index(drop=True)
-    results = scorer.results(frame, explain)
-    ids = [c for c in ([wb.id] if wb else []) + scorer.metadata.get("id_columns", []) if c in frame.columns]
-    id_col = ids[0] if ids else None
-    out = pd.DataFrame(
-        {
-            "record_id": frame[id_col].astype(str) if id_col else pd.Series(range(len(frame))).astype(str),
-            "row": range(len(frame)),
-            f"p_{scorer.target}": [r["probabilities"][scorer.target] for r in results],
-            "stage": [r["stage"] for r in results],
-            "score": [r["score"] for r in results],
-        }
-    )
-    if explain:
-        out["reasons"] = [reasons_text(r["reasons"]) for r in results]
-        out["reasons_positive"] = [json.dumps(r["reasons"]["positive"]) for r in results]
-        out["reasons_negative"] = [json.dumps(r["reasons"]["negative"]) for r in results]
-    out["model_version"] = scorer.version
-    out["bundle_checksum"] = scorer.checksum
-    if wb is not None:
-        out = to_crm(out, wb, "record_id", scorer.target)
-    write_frame(out, Path(output))
-    return {
-        "leads": len(out),
-        "scored": len(out),
-        "failed": 0,
-        "output": str(output),
-        "model_version": scorer.version,
-        "kind": KIND,
-    }

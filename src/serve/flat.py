@@ -117,6 +117,7 @@ class FlatModel:
         num_threads: int = 1,
         batch_rows: bool = False,
         policy: PayloadPolicy | None = None,
+        now: float | None = None,
     ) -> ScoreOutcome:
         """Score validated ``FlatRow`` requests (no per-lead checks beyond the request contract)."""
         positions = list(positions) if positions is not None else list(range(len(requests)))
@@ -131,7 +132,7 @@ class FlatModel:
             booster: lgb.Booster = s.booster
             contrib = np.asarray(booster.predict(x, pred_contrib=True, num_threads=num_threads))
             reasons = self._reasons(contrib, rows, reasons_per_lead)
-        now = int(time.time())
+        now = int(time.time() if now is None else now)
         when = [r.get("as_of") or default_as_of for r in requests]  # echoed; a flat row has no history to cut
         as_of = [iso_utc(now if w is None else epoch_seconds(w)) for w in when]
         out = response_rows(

@@ -36,13 +36,14 @@ from typing import Any
 
 import orjson
 import pandas as pd
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from leadscore.data.payloads import normalise_timestamps, payloads_from_tables, read_frame, write_frame
 from leadscore.models.bundle import BundleError
 from leadscore.serve.payload import PayloadPolicy
 from leadscore.serve.pipeline import PipelineModel
-from leadscore.serve.schemas import SCORE_ADAPTER, ScoreRequest, error_list
+from leadscore.serve.schemas import SCORE_ADAPTER, error_list
+from leadscore.serve.scorer import ScoringModel
 
 CHUNK = 1000
 
@@ -63,22 +64,24 @@ def _as_of_text(as_of: str | None) -> str | None:
 
 
 def score_payloads(
-    model: PipelineModel,
+    model: ScoringModel,
     payloads: Sequence[dict[str, Any]],
     explain: bool,
     policy: PayloadPolicy | None = None,
     reasons_per_lead: int = 3,
     now: float | None = None,
+    adapter: TypeAdapter[Any] = SCORE_ADAPTER,
 ) -> list[dict[str, Any]]:
     """Validate and score payloads exactly as the API does; one result or ``{"errors": [...]}`` each."""
     policy = policy or PayloadPolicy()
     results: list[dict[str, Any]] = [{} for _ in payloads]
     for rows in _chunks(len(payloads), CHUNK):
-        requests: list[ScoreRequest] = []
+        requests: list[Any] = []
         indices: list[int] = []
         for i in rows:
             try:
-                requests.append(SCORE_ADAPTER.validate_json(orjson.dumps(payloads[i])))
+                # through JSON, as the API receives them (NaN becomes null)
+                requests.append(adapter.validate_json(orjson.dumps(payloads[i], default=str)))
                 indices.append(i)
             except ValidationError as exc:
                 results[i] = {"errors": error_list(exc)}
@@ -99,7 +102,7 @@ def results_frame(
     """One output row per lead (input order)."""
     rows = []
     for payload, res in zip(payloads, results, strict=True):
-        lead_id = payload.get("lead", {}).get("lead_id")
+        lead_id = payload["lead_id"] if "lead_id" in payload else payload.get("lead", {}).get("lead_id")
         if "errors" in res:
             row: dict[str, Any] = {"lead_id": lead_id, "error": json.dumps(res["errors"])}
         else:
@@ -126,6 +129,56 @@ def results_frame(
     return frame
 
 
+def score_flat_file(
+    input: Path, output: Path, bundle_dir: Path, explain: bool = True, crm: Path | None = None
+) -> dict[str, Any]:
+    """``leadscore score`` with a flat bundle: the rows of an export-like file (the export's own column
+    names) as the API's ``FlatRow`` requests, validated and scored by the served ``FlatModel``. One output
+    row per input row: the record id (the CRM id field of ``crm``'s writeback block, else the export's id
+    column the bundle knows, else the row number), probability, stage, score, reasons, model version,
+    error; with ``crm`` under the CRM's field names (failed rows left out and counted). Returns counts."""
+    from leadscore.data.flat import read_export
+    from leadscore.serve.flat import FlatModel
+
+    model = FlatModel.load(Path(bundle_dir))
+    frame = read_export(Path(input)).reset_index(drop=True)
+    wb = None
+    if crm is not None:
+        from leadscore.data.writeback import load_writeback
+
+        wb = load_writeback(crm)
+    known = [wb.id] if wb else []
+    ids = [c for c in known + model.scorer.metadata.get("id_columns", []) if c in frame.columns]
+    record_ids = frame[ids[0]].astype(str).tolist() if ids else [str(i) for i in range(len(frame))]
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    payloads = [{"lead_id": rid, "attributes": row} for rid, row in zip(record_ids, rows, strict=True)]
+    results = score_payloads(model, payloads, explain, adapter=model.lead_adapter)
+    out = results_frame(payloads, results, model.targets, explain)
+    out = out.rename(columns={"lead_id": "record_id"}).drop(columns=["as_of"])
+    return _write_scores(out, output, model, "record_id", crm)
+
+
+def _write_scores(
+    frame: pd.DataFrame, output: Path, model: ScoringModel, id_column: str, crm: Path | None
+) -> dict[str, Any]:
+    """Write the scores (under the CRM's field names with ``crm``; failed rows then left out) and
+    return the counts."""
+    failed = int((frame["error"] != "").sum())
+    if crm is not None:  # the CRM's field names for a bulk import (failed leads are counted below)
+        from leadscore.data.writeback import load_writeback, to_crm
+
+        frame = to_crm(frame, load_writeback(crm), id_column, model.table.target)
+    write_frame(frame, output)
+    return {
+        "leads": len(frame) + (failed if crm is not None else 0),
+        "scored": len(frame) - (0 if crm is not None else failed),
+        "failed": failed,
+        "output": str(output),
+        "model_version": model.version,
+        "kind": model.kind,
+    }
+
+
 def score_file(
     input: Path,
     output: Path,
@@ -143,7 +196,7 @@ def score_file(
     Raises ``FileNotFoundError``/``ValueError`` (and ``BundleError``) for unusable inputs; a lead that
     fails validation is written with its ``error`` instead of stopping the run.
     """
-    from leadscore.models.flat import is_flat_bundle, score_flat_file
+    from leadscore.models.flat import is_flat_bundle
 
     if is_flat_bundle(Path(bundle_dir)):  # a `train-table` bundle: rows of the export, its own columns
         try:
@@ -170,26 +223,4 @@ def score_file(
             p.setdefault("as_of", default)
     results = score_payloads(model, payloads, explain, now=now)
     frame = results_frame(payloads, results, model.targets, explain)
-    if crm is not None:  # the CRM's field names for a bulk import (failed leads are counted below)
-        from leadscore.data.writeback import load_writeback, to_crm
-
-        wb = load_writeback(crm)
-        failed_rows = frame[frame["error"] != ""]
-        frame = to_crm(frame, wb, "lead_id", model.stage_target)
-        write_frame(frame, output)
-        return {
-            "leads": len(frame) + len(failed_rows),
-            "scored": len(frame),
-            "failed": len(failed_rows),
-            "output": str(output),
-            "model_version": model.version,
-        }
-    write_frame(frame, output)
-    failed = int((frame["error"] != "").sum())
-    return {
-        "leads": len(frame),
-        "scored": len(frame) - failed,
-        "failed": failed,
-        "output": str(output),
-        "model_version": model.version,
-    }
+    return _write_scores(frame, output, model, "lead_id", crm)

@@ -64,9 +64,10 @@ class ScoringModel(Protocol):
         num_threads: int = 1,
         batch_rows: bool = False,
         policy: PayloadPolicy | None = None,
+        now: float | None = None,
     ) -> ScoreOutcome:
         """Score validated requests (``lead_adapter`` output); a bad lead never fails the others.
-        ``policy``: the server's limits on what a lead may contain."""
+        ``policy``: the server's limits on what a lead may contain; ``now``: the time of "now"."""
         ...
 
 

@@ -824,12 +824,12 @@ def test_flat_export_train_table_bundle_and_scorer(tmp_path: Path) -> None:
         {"Industry": "a brand new industry", "Sales Stage": "Closed Won"},  # leak column is ignored
         {},
     ]
-    scores = scorer.score(rows)
-    assert len(scores) == 4 and all(0 < s["probability"] < 1 for s in scores)
-    assert scores[0]["probability"] > scores[1]["probability"]
-    assert scores[0]["model_version"] == scorer.version
-    # the same rows as the export's own cleaning gives the same probabilities as a re-load
-    assert FlatScorer.load(out / "bundle").score(rows) == scores
+    scores = scorer.predict(pd.DataFrame.from_records(rows).astype(object))
+    assert len(scores) == 4 and all(0 < s < 1 for s in scores)
+    assert scores[0] > scores[1]
+    # the same rows give the same probabilities after a re-load
+    again = FlatScorer.load(out / "bundle").predict(pd.DataFrame.from_records(rows).astype(object))
+    assert again.tolist() == scores.tolist()
 
     (out / "bundle" / "flat_spec.json").write_text("{}")
     with pytest.raises(BundleError, match="checksum"):

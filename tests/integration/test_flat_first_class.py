@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 
 from leadscore.cli import app
 from leadscore.config import FlatParams
-from leadscore.models.flat import FlatScorer, flat_thresholds, score_of, stage_of
+from leadscore.models.flat import FlatScorer, flat_thresholds
+from leadscore.serve.flat import FlatModel
+from leadscore.serve.scorer import StageTable
 from tests.exports import make
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,26 +45,33 @@ def test_thresholds_come_from_the_calibration_slice_and_stay_ordered() -> None:
     assert probs == sorted(probs, reverse=True) and probs[-1] == 0.0
     assert thr["stages"][0]["achieved"]["share"] == pytest.approx(0.1, abs=0.01)
     assert len(thr["score_quantiles"]) == 98 and np.all(np.diff(thr["score_quantiles"]) >= 0)
-    scores = score_of(p, thr["score_quantiles"])
+    table = StageTable.from_thresholds(thr, ["won"])  # what the served flat bundle reads
+    scores = np.asarray(table.scores(p))
     assert scores.min() == 1 and scores.max() == 99
     assert np.mean(scores >= 90) == pytest.approx(0.1, abs=0.02)  # a percentile band, as the pipeline's
-    assert stage_of(np.array([1.0, 0.0]), thr["stages"]) == ["sales_ready", "nurture"]
+    assert table.stages(np.array([1.0, 0.0])) == ["sales_ready", "nurture"]
 
 
 def test_the_bundle_answers_like_a_pipeline_bundle(trained: tuple[Path, pd.DataFrame]) -> None:
     work, export = trained
     scorer = FlatScorer.load(work / "out" / "bundle")
+    model = FlatModel.load(work / "out" / "bundle")  # the served scorer of flat bundles
     thr = json.loads((work / "out" / "bundle" / "thresholds.json").read_text())
     assert [s["name"] for s in thr["stages"]] == ["sales_ready", "mql", "nurture"]
     rows = export.drop(columns=["Status"]).head(50)
-    results = scorer.results(rows)
+    records = rows.astype(object).where(rows.notna(), None).to_dict("records")
+    requests = [{"lead_id": str(i), "attributes": r} for i, r in enumerate(records)]
+    results = list(model.score(requests, True, 3).results.values())
     assert len(results) == 50
     for r in results:
-        assert set(r) == {"probabilities", "stage", "score", "reasons", "model_version", "bundle_checksum"}
+        assert set(r) == {
+            "lead_id", "as_of", "probabilities", "stage", "score", "reasons", "model_version",
+            "bundle_checksum",
+        }  # fmt: skip
         assert 0 < r["probabilities"]["status"] < 1 and 1 <= r["score"] <= 99
         assert r["stage"] in {"sales_ready", "mql", "nurture"}
         texts = [x["text"] for x in r["reasons"]["positive"] + r["reasons"]["negative"]]
-        assert texts and all(" is " in t or t.endswith("not given") for t in texts)
+        assert texts and all(": " in t for t in texts)
         # reasons name the export's columns, never a column the guard left out
         assert not any(t.startswith(("Rating", "Last Activity", "Onboarding Contact")) for t in texts)
     # the probabilities are the scorer's predictions
@@ -80,7 +89,8 @@ def test_leadscore_score_scores_a_flat_bundle_and_writes_crm_fields(
     assert res.exit_code == 0, res.output
     scored = pd.read_csv(work / "scored.csv", dtype=str, keep_default_na=False)
     assert scored["record_id"].tolist() == new["Lead ID"].tolist()  # the id column the cleaning found
-    assert {"p_status", "stage", "score", "reasons", "model_version"} <= set(scored.columns)
+    assert {"p_status", "stage", "score", "reasons_positive", "model_version", "error"} <= set(scored.columns)
+    assert (scored["error"] == "").all()
 
     hub = new.rename(columns={"Lead ID": "Record ID"})
     hub.to_csv(work / "hub.csv", index=False)
