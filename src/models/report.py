@@ -409,7 +409,22 @@ def build_context(
     if volume is not None and len(volume):
         images["volume"] = png_data_uri(volume_chart(volume, cohorts))
     meta = bundle.metadata
+    from leadscore.models.simulator import load_simulator_frame, simulator_grid
+
+    sim_frame = load_simulator_frame(params)
+    sim = (
+        simulator_grid(
+            sim_frame,
+            params.snapshots.every_days,
+            stages,
+            params.baseline.mql_points,
+            params.thresholds.grid_points,
+        )
+        if sim_frame is not None and len(sim_frame)
+        else None
+    )
     return {
+        "sim": sim,
         "retrain": retrain_context(reports),
         "title": "Lead scoring: what drives conversion, and where to draw the line",
         "model_version": bundle.version,
@@ -461,8 +476,7 @@ def _segments(drivers: pd.DataFrame, seg_metrics: Mapping[str, Any]) -> list[dic
     return out
 
 
-def render_report(context: Mapping[str, Any]) -> str:
-    """The HTML page for a context from ``build_context``."""
+def _env() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATE_DIR),
         autoescape=select_autoescape(["html"]),
@@ -471,7 +485,22 @@ def render_report(context: Mapping[str, Any]) -> str:
         lstrip_blocks=True,
     )
     env.filters.update(pct=fmt_pct, num=fmt_num, prob=fmt_prob)
-    return env.get_template("report.html").render(**context)
+    return env
+
+
+def render_report(context: Mapping[str, Any]) -> str:
+    """The HTML page for a context from ``build_context``."""
+    return _env().get_template("report.html").render(**context)
+
+
+def render_simulator_page(sim: Mapping[str, Any], words: Mapping[str, Any], horizon: int | None) -> str:
+    """A page holding only the threshold simulator (the same partial explain.html includes)."""
+    page = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
+        "<title>Threshold simulator</title></head><body><main>"
+        '{% include "simulator.html" %}</main></body></html>'
+    )
+    return _env().from_string(page).render(sim=sim, w=words, horizon=horizon)
 
 
 def write_report(
