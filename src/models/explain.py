@@ -33,7 +33,7 @@ import pandas as pd
 
 from leadscore.config import Params
 from leadscore.features.spec import FeatureSpec
-from leadscore.models.reasons import EVENT_WORDS, ReasonBuilder
+from leadscore.models.reasons import EVENT_WORDS, ReasonBuilder, informative_missing
 
 #: Segments the report breaks drivers down by (plus any in ``evaluate.segments``).
 SEGMENTS = ("lead_source", "industry", "seniority", "size_band")
@@ -268,7 +268,11 @@ def example_leads(
     order = np.argsort(-p, kind="stable")
     picks = [order[0], order[len(order) // 10], order[len(order) // 2], order[-1]][:n]
     picks = list(dict.fromkeys(int(i) for i in picks))
-    top = reasons.top_reasons(contrib[picks], frame.iloc[picks].reset_index(drop=True), k=k)
+    # missing values are reasons only where missingness tells (measured on all sampled test rows)
+    telling = informative_missing(frame, reasons.features_)
+    top = reasons.top_reasons(
+        contrib[picks], frame.iloc[picks].reset_index(drop=True), k=k, informative_missing=telling
+    )
     out = []
     for i, (pos, neg) in zip(picks, top, strict=True):
         row = frame.iloc[i]
