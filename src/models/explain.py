@@ -33,6 +33,7 @@ import pandas as pd
 
 from leadscore.config import Params
 from leadscore.features.spec import FeatureSpec
+from leadscore.models.labels import label as business_label
 from leadscore.models.reasons import EVENT_WORDS, ReasonBuilder, informative_missing
 
 #: Segments the report breaks drivers down by (plus any in ``evaluate.segments``).
@@ -322,6 +323,15 @@ def _value_colour(values: pd.Series, categorical: bool) -> np.ndarray:
     return ranks
 
 
+def _odds_axis(ax: Any, which: str, text: str) -> None:
+    """Label an axis of SHAP values (log-odds) as odds multipliers: a contribution c makes the lead
+    exp(c) times as likely to convert in odds terms, which for rare outcomes is "× more likely"."""
+    fmt = _plt().FuncFormatter(lambda v, _: f"×{math.exp(v):.2g}")
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis.set_major_formatter(fmt)
+    (ax.set_xlabel if which == "x" else ax.set_ylabel)(text)
+
+
 def plot_beeswarm(
     contrib: np.ndarray,
     frame: pd.DataFrame,
@@ -356,7 +366,7 @@ def plot_beeswarm(
     ax.axvline(0, color="#444", lw=0.8)
     ax.set_yticks(range(len(chosen)))
     ax.set_yticklabels(list(reversed(labels)), fontsize=8)
-    ax.set_xlabel("effect on the score (SHAP, log-odds): left lowers, right raises")
+    _odds_axis(ax, "x", "how much more likely to convert (×1 = no effect): left lowers, right raises")
     ax.set_title(title, fontsize=10)
     sm = plt.cm.ScalarMappable(cmap=cmap)
     bar = fig.colorbar(sm, ax=ax, fraction=0.025, pad=0.01)
@@ -376,7 +386,7 @@ def plot_importance(table: pd.DataFrame, label_col: str, top: int, path: Path, t
     ax.barh(range(len(t))[::-1], t["mean_abs_shap"], color="#2e86c1")
     ax.set_yticks(range(len(t))[::-1])
     ax.set_yticklabels(t[label_col], fontsize=8)
-    ax.set_xlabel("average impact on the score (mean |SHAP|, log-odds)")
+    _odds_axis(ax, "x", "average swing in how likely a lead converts (× more or less likely)")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
@@ -390,12 +400,12 @@ def plot_dependence(
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=100)
     if categorical:
-        v = values.astype(str).to_numpy()
+        v = np.array([business_label(x) for x in values.astype(str).to_numpy()], dtype=object)
         stats = pd.DataFrame({"v": v, "s": contrib_col}).groupby("v")["s"].agg(["mean", "std", "size"])
         stats = stats.sort_values("mean")
         ax.barh(stats.index, stats["mean"], xerr=stats["std"].fillna(0), color="#2e86c1", alpha=0.8)
         ax.axvline(0, color="#444", lw=0.8)
-        ax.set_xlabel("effect on the score (SHAP, log-odds)")
+        _odds_axis(ax, "x", "how much more likely to convert (×1 = no effect)")
         ax.tick_params(axis="y", labelsize=7)
     else:
         x = _numeric(values)
@@ -408,7 +418,7 @@ def plot_dependence(
             ax.set_xscale("symlog", linthresh=1)
         ax.axhline(0, color="#444", lw=0.8)
         ax.set_xlabel("value")
-        ax.set_ylabel("effect (SHAP, log-odds)")
+        _odds_axis(ax, "y", "× more likely to convert")
         missing = int((~ok).sum())
         if missing:
             ax.text(

@@ -20,6 +20,7 @@ import pandas as pd
 
 from leadscore.config import BaselineParams
 from leadscore.features.spec import FeatureSpec
+from leadscore.models.labels import words
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,8 @@ def _money(v: float) -> str:
 
 
 def _words(value: object) -> str:
-    """'it_services' -> 'IT services', 'paid_search' -> 'paid search'."""
-    text = str(value).strip().replace("c_level", "C-level").replace("_", " ")
-    fixes = {"it": "IT", "hr": "HR", "saas": "SaaS", "vp": "VP", "seo": "SEO"}
-    return " ".join(fixes.get(word, word) for word in text.split(" ")) if text else "unknown"
+    """'it_services' -> 'IT services', 'paid_search' -> 'paid search' (the one table: ``models.labels``)."""
+    return words(value)
 
 
 # --------------------------------------------------------------------------------------------------

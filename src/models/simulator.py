@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from leadscore.models.intervals import wilson
 from leadscore.models.thresholds import handover_window, threshold_grid, threshold_metrics
 
 #: Columns of the grid (per week where the name says so); the page shows these.
@@ -25,6 +26,8 @@ MODEL_COLUMNS = (
     "expected_won_per_week",
     "actual_won_per_week",
     "mql_to_sql_rate",
+    "mql_to_sql_rate_lo",
+    "mql_to_sql_rate_hi",
     "precision",
     "recall",
 )
@@ -36,7 +39,7 @@ ROWS = (
     ("actual_sql_per_week", "actual SQLs", "num"),
     ("expected_won_per_week", "expected wins", "num"),
     ("actual_won_per_week", "actual wins", "num"),
-    ("mql_to_sql_rate", "MQL→SQL rate", "pct"),
+    ("mql_to_sql_rate", "MQL→SQL rate (95 % interval)", "rate"),
     ("precision", "precision", "pct"),
     ("recall", "recall", "pct"),
 )
@@ -47,6 +50,8 @@ RULE_COLUMNS = (
     "actual_sql_per_week",
     "actual_won_per_week",
     "mql_to_sql_rate",
+    "mql_to_sql_rate_lo",
+    "mql_to_sql_rate_hi",
     "precision",
     "recall",
 )
@@ -56,6 +61,7 @@ def _per_week(m: pd.DataFrame, frame: pd.DataFrame, taus: np.ndarray, every_days
     """Add per-week columns and actual wins (the won label counted like SQLs) to ``threshold_metrics``."""
     weeks = handover_window(frame["snapshot_ts"], every_days)[1]
     m = m.copy()
+    m["mql_to_sql_rate_lo"], m["mql_to_sql_rate_hi"] = wilson(m["actual_sql"], m["leads_flagged"])
     m["actual_sql_per_week"] = m["actual_sql"] / weeks
     if "label_won" in frame and frame["label_won"].notna().all():
         won = frame.assign(label=frame["label_won"].astype(float)).drop(columns="p_won", errors="ignore")

@@ -64,9 +64,11 @@ SLIDE = """(() => {{
 }})()"""
 
 
-def _fmt(v: float | None, kind: str) -> str:
+def _fmt(v: float | None, kind: str, lo: float | None = None, hi: float | None = None) -> str:
     if v is None:
         return "–"
+    if kind == "rate":
+        return f"{_fmt(v, 'pct')} ({_fmt(lo, 'pct')}–{_fmt(hi, 'pct')})"
     return f"{v * 100:.1f}\u00a0%" if kind == "pct" else f"{v:.1f}"
 
 
@@ -85,7 +87,8 @@ def test_slider_moves_figures_that_match_the_grid(tmp_path: Path) -> None:
     kinds = {key: kind for key, _, kind in sim["rows"]}
     for i, s in zip(indexes, seen, strict=True):
         for key, kind in kinds.items():
-            assert s["cells"][key] == _fmt(sim["model"][key][i], kind), (i, key)
+            lo, hi = (sim["model"].get(f"{key}_{b}", [None] * (i + 1))[i] for b in ("lo", "hi"))
+            assert s["cells"][key] == _fmt(sim["model"][key][i], kind, lo, hi), (i, key)
         assert s["rule"]["points"] == str(round(sim["rule"]["points"][i]))
         assert s["rule"]["leads_per_week"] == _fmt(sim["rule"]["leads_per_week"][i], "num")
         tau = sim["model"]["threshold"][i]
