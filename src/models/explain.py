@@ -452,6 +452,7 @@ class TargetExplanation:
     segments: pd.DataFrame
     examples: list[dict[str, Any]]
     images: dict[str, Path]
+    seniority: pd.DataFrame | None = None
 
 
 def explain_target(
@@ -511,7 +512,47 @@ def explain_target(
             contrib[:, features.index(f)], frame[f], f in spec.categorical, reasons.label(f), path
         )
         images[f"dependence_{f}"] = path
-    return TargetExplanation(target, len(frame), imp, groups, cats, segs, examples, images)
+    evidence = category_evidence(contrib, frame, p, spec, "seniority")
+    if evidence is not None:
+        evidence.to_csv(out_dir / "seniority.csv", index=False, float_format="%.6g")
+    return TargetExplanation(target, len(frame), imp, groups, cats, segs, examples, images, evidence)
+
+
+def category_evidence(
+    contrib: np.ndarray, frame: pd.DataFrame, p: np.ndarray, spec: FeatureSpec, column: str
+) -> pd.DataFrame | None:
+    """Per value of ``column`` on the test rows: rows, actual conversion rate, mean predicted p, and the
+    model's mean SHAP split into the column's own effect, the flags that restate it (``is_<value>``,
+    e.g. is_student for seniority = student) and everything else; ``total`` is their sum.
+
+    Why: a category's own average effect can look odd (students above individual contributors) when a
+    second feature carries the same fact: SHAP splits the credit between them, so only the sum says
+    how the model treats the group. None when the column is not a model feature."""
+    features = list(spec.model_features)
+    if column not in features or column not in frame:
+        return None
+    values = frame[column].astype(str).to_numpy()
+    y = frame["label"].to_numpy(dtype=np.float64)
+    own = contrib[:, features.index(column)]
+    rows = []
+    for v in sorted(set(values)):
+        m = values == v
+        flag = f"is_{v}"
+        flag_effect = contrib[m, features.index(flag)] if flag in features else np.zeros(int(m.sum()))
+        total = contrib[m, : len(features)].sum(axis=1)
+        rows.append(
+            {
+                "value": v,
+                "rows": int(m.sum()),
+                "actual_rate": float(y[m].mean()),
+                "mean_p": float(p[m].mean()),
+                "own_effect": float(own[m].mean()),
+                "flag_effect": float(flag_effect.mean()),
+                "other_effect": float((total - own[m] - flag_effect).mean()),
+                "total_effect": float(total.mean()),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------------

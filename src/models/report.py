@@ -58,6 +58,49 @@ def fmt_num(x: object, digits: int = 0) -> str:
     return f"{float(x):,.{digits}f}" if _finite(x) else "–"  # type: ignore[arg-type]
 
 
+def fmt_times(x: object) -> str:
+    """A log-odds contribution as an odds multiplier: 0.22 -> '×1.25'."""
+    return f"×{math.exp(float(x)):.2f}" if _finite(x) else "–"  # type: ignore[arg-type]
+
+
+def fmt_points(x: object, base: object) -> str:
+    """A log-odds contribution as percentage points of probability for a lead at rate ``base``."""
+    if not _finite(x) or not _finite(base) or not 0 < float(base) < 1:  # type: ignore[arg-type]
+        return "–"
+    b = float(base)  # type: ignore[arg-type]
+    moved = 1 / (1 + math.exp(-(math.log(b / (1 - b)) + float(x))))  # type: ignore[arg-type]
+    return f"{(moved - b) * 100:+.1f} points"
+
+
+def seniority_note(rows: list[dict[str, Any]]) -> str:
+    """Plain words on whether the model ranks students and individual contributors as the data does."""
+    by = {r["value"]: r for r in rows}
+    if "student" not in by or "individual" not in by:
+        return ""
+    s, i = by["student"], by["individual"]
+    same_order = (s["mean_p"] < i["mean_p"]) == (s["actual_rate"] < i["actual_rate"])
+    text = (
+        f"Students convert at {s['actual_rate']:.1%} against {i['actual_rate']:.1%} for individual "
+        f"contributors; the model predicts {s['mean_p']:.1%} against {i['mean_p']:.1%}. "
+    )
+    if s["own_effect"] > i["own_effect"] and s["total_effect"] < i["total_effect"]:
+        text += (
+            f"The seniority column alone makes a student ×{math.exp(s['own_effect']):.2f} as likely, because "
+            f"the separate student flag already takes them down (×{math.exp(s['flag_effect']):.2f}): "
+            "SHAP splits the credit between two columns that say the same thing. "
+            "Together, all signals put students at "
+            f"×{math.exp(s['total_effect']):.2f} against ×{math.exp(i['total_effect']):.2f}: "
+        )
+    text += (
+        "the model ranks them as the data does; the odd-looking seniority effect is a bookkeeping split, not "
+        "a model error."
+        if same_order
+        else "the model ranks them differently from what happened: treat this as a model problem "
+        "(too few students to learn from, or a leak)."
+    )
+    return text
+
+
 def fmt_prob(x: object) -> str:
     if not _finite(x):
         return "–"
@@ -391,6 +434,9 @@ def build_context(
                 ),
                 "segments": _segments(e.segments, metrics.get(target, {}).get("segments", {})),
                 "examples": e.examples,
+                "base_rate": metrics.get(target, {}).get("base_rate"),
+                "seniority": _with_wilson(e.seniority),
+                "seniority_note": seniority_note(_records(e.seniority)),
                 "images": {k: png_data_uri(v) for k, v in e.images.items()},
                 "dependence": [
                     {
@@ -423,7 +469,28 @@ def build_context(
         if sim_frame is not None and len(sim_frame)
         else None
     )
+    from leadscore.models.intervals import wilson
+
+    today = None
+    tf = funnel.get("threshold_funnel")
+    if tf is not None and len(tf) and str(tf.iloc[-1]["stage"]).startswith("today"):
+        r = tf.iloc[-1]
+        lo, hi = wilson(float(r["sql"]), float(r["leads"]))
+        today = {"rate": float(r["sql_rate"]), "lo": float(lo), "hi": float(hi), "leads": int(r["leads"])}
+    cal = thresholds.get("calibration_slice", {})
+    summary = funnel.get("summary", {}) or {}
+    first_cohort = cohorts["period"].min() if cohorts is not None and len(cohorts) else None
+    dates = {
+        "history_from": str(first_cohort)[:10] if first_cohort is not None else "–",
+        "history_to": str(summary.get("export_end", "–"))[:10],
+        "calibration_from": str(cal.get("from", "–"))[:10],
+        "calibration_to": str(cal.get("to", "–"))[:10],
+        "test_from": str(test["snapshot_ts"].min())[:10] if test is not None and len(test) else "–",
+        "test_to": str(test["snapshot_ts"].max())[:10] if test is not None and len(test) else "–",
+    }
     return {
+        "today": today,
+        "dates": dates,
         "sim": sim,
         "retrain": retrain_context(reports),
         "title": "Lead scoring: what drives conversion, and where to draw the line",
@@ -460,6 +527,16 @@ def build_context(
     }
 
 
+def _with_wilson(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """Records of a per-group table with the 95 % Wilson interval (lo, hi) of its actual rate."""
+    from leadscore.models.intervals import wilson
+
+    if frame is None or frame.empty:
+        return []
+    lo, hi = wilson(np.round(frame["actual_rate"] * frame["rows"]), frame["rows"])
+    return _records(frame.assign(lo=lo, hi=hi))
+
+
 def _segments(drivers: pd.DataFrame, seg_metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Segment tables: drivers per segment value, with the evaluation's AUCs where it has them."""
     out = []
@@ -484,7 +561,9 @@ def _env() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(pct=fmt_pct, num=fmt_num, prob=fmt_prob)
+    from leadscore.models.labels import label
+
+    env.filters.update(pct=fmt_pct, num=fmt_num, prob=fmt_prob, times=fmt_times, pts=fmt_points, label=label)
     return env
 
 
