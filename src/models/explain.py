@@ -135,7 +135,9 @@ def _direction(values: pd.Series, shap: np.ndarray, categorical: bool) -> tuple[
         means = pd.Series(shap).groupby(values.astype(str).to_numpy()).mean()
         if len(means) < 2:
             return 0.0, ""
-        return float(means.max() - means.min()), f"highest for {means.idxmax()}, lowest for {means.idxmin()}"
+        return float(means.max() - means.min()), (
+            f"highest for {business_label(means.idxmax())}, lowest for {business_label(means.idxmin())}"
+        )
     x = _numeric(values)
     ok = np.isfinite(x)
     if ok.sum() < 3 or np.nanstd(x[ok]) == 0 or np.std(shap[ok]) == 0:
@@ -512,18 +514,24 @@ def explain_target(
             contrib[:, features.index(f)], frame[f], f in spec.categorical, reasons.label(f), path
         )
         images[f"dependence_{f}"] = path
-    evidence = category_evidence(contrib, frame, p, spec, "seniority")
+    evidence = category_evidence(contrib, frame, p, spec, "seniority", reasons.label)
     if evidence is not None:
         evidence.to_csv(out_dir / "seniority.csv", index=False, float_format="%.6g")
     return TargetExplanation(target, len(frame), imp, groups, cats, segs, examples, images, evidence)
 
 
 def category_evidence(
-    contrib: np.ndarray, frame: pd.DataFrame, p: np.ndarray, spec: FeatureSpec, column: str
+    contrib: np.ndarray,
+    frame: pd.DataFrame,
+    p: np.ndarray,
+    spec: FeatureSpec,
+    column: str,
+    label: Any = str,
 ) -> pd.DataFrame | None:
     """Per value of ``column`` on the test rows: rows, actual conversion rate, mean predicted p, and the
     model's mean SHAP split into the column's own effect, the flags that restate it (``is_<value>``,
-    e.g. is_student for seniority = student) and everything else; ``total`` is their sum.
+    e.g. is_student for seniority = student) and everything else; ``total`` is their sum;
+    ``lowered_by``: the three other signals that lower the group most (``label`` names them).
 
     Why: a category's own average effect can look odd (students above individual contributors) when a
     second feature carries the same fact: SHAP splits the credit between them, so only the sum says
@@ -540,6 +548,8 @@ def category_evidence(
         flag = f"is_{v}"
         flag_effect = contrib[m, features.index(flag)] if flag in features else np.zeros(int(m.sum()))
         total = contrib[m, : len(features)].sum(axis=1)
+        means = contrib[m, : len(features)].mean(axis=0)
+        others = [j for j in np.argsort(means, kind="stable") if features[j] not in (column, flag)][:3]
         rows.append(
             {
                 "value": v,
@@ -550,6 +560,7 @@ def category_evidence(
                 "flag_effect": float(flag_effect.mean()),
                 "other_effect": float((total - own[m] - flag_effect).mean()),
                 "total_effect": float(total.mean()),
+                "lowered_by": "; ".join(f"{label(features[j])} (×{math.exp(means[j]):.2f})" for j in others),
             }
         )
     return pd.DataFrame(rows)

@@ -1,7 +1,8 @@
 """``reports/explain.html``: one self-contained page for marketing and RevOps.
 
-Every image is a base64 PNG inside the page; there is no script, stylesheet, font or request outside
-it, so it opens from a mail attachment or a shared drive without a network. The page reads:
+Every image is a base64 PNG inside the page; the only script is the threshold simulator's, inline, with
+its data embedded as JSON (``models.simulator``); there is no script, stylesheet, font or request outside
+the page, so it opens from a mail attachment or a shared drive without a network. The page reads:
 
 * ``reports/metrics.json`` (or the bundle's copy) and ``reports/plots/<target>/gains/*.csv`` when present;
 * ``reports/thresholds.json`` (or the bundle's thresholds) for the threshold table and the test check;
@@ -86,14 +87,17 @@ def seniority_note(rows: list[dict[str, Any]]) -> str:
     if s["own_effect"] > i["own_effect"] and s["total_effect"] < i["total_effect"]:
         text += (
             f"The seniority column alone makes a student ×{math.exp(s['own_effect']):.2f} as likely, because "
-            f"the separate student flag already takes them down (×{math.exp(s['flag_effect']):.2f}): "
-            "SHAP splits the credit between two columns that say the same thing. "
-            "Together, all signals put students at "
+            "other signals already take them down: all signals except seniority make a student "
+            f"×{math.exp(s['total_effect'] - s['own_effect']):.2f} as likely "
+            f"(most: {s.get('lowered_by', '')}). "
+            "SHAP splits the credit between signals that say the same thing, and with so few students "
+            "converting there is nothing left for the seniority column to explain. Together, all signals "
+            "put students at "
             f"×{math.exp(s['total_effect']):.2f} against ×{math.exp(i['total_effect']):.2f}: "
         )
     text += (
-        "the model ranks them as the data does; the odd-looking seniority effect is a bookkeeping split, not "
-        "a model error."
+        "the model ranks them as the data does; the odd-looking seniority effect is how the credit is "
+        "split between signals, not a wrong ranking and not the data."
         if same_order
         else "the model ranks them differently from what happened: treat this as a model problem "
         "(too few students to learn from, or a leak)."
