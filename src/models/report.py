@@ -522,7 +522,7 @@ def build_context(
             "cohorts": _records(cohorts.tail(12) if cohorts is not None else None),
             "recycle_reasons": _records(funnel.get("recycle_reasons")),
             "disqualify_reasons": _records(funnel.get("disqualify_reasons")),
-            "threshold_funnel": _records(funnel.get("threshold_funnel")),
+            "threshold_funnel": _funnel_with_wilson(funnel.get("threshold_funnel")),
         },
         "rule_points": params.baseline.mql_points,
         "every_days": params.snapshots.every_days,
@@ -538,6 +538,16 @@ def _with_wilson(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
     if frame is None or frame.empty:
         return []
     lo, hi = wilson(np.round(frame["actual_rate"] * frame["rows"]), frame["rows"])
+    return _records(frame.assign(lo=lo, hi=hi))
+
+
+def _funnel_with_wilson(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """The threshold funnel's records with the 95 % Wilson interval (lo, hi) of each SQL rate."""
+    from leadscore.models.intervals import wilson
+
+    if frame is None or frame.empty:
+        return []
+    lo, hi = wilson(frame["sql"].astype(float), frame["leads"].astype(float))
     return _records(frame.assign(lo=lo, hi=hi))
 
 
