@@ -135,4 +135,22 @@ def load_simulator_frame(params: Any) -> pd.DataFrame | None:
         won = pd.read_parquet(won_path, columns=["lead_id", "snapshot_ts", "label"])
         won = won.drop_duplicates(["lead_id", "snapshot_ts"]).rename(columns={"label": "label_won"})
         cal = cal.merge(won, on=["lead_id", "snapshot_ts"], how="left", validate="many_to_one")
+    if "label_won" not in cal or cal["label_won"].isna().any():
+        cal["label_won"] = won_labels(params, cal)
     return cal
+
+
+def won_labels(params: Any, rows: pd.DataFrame) -> pd.Series:
+    """Closed-won within the closed-won target's horizon after each row's snapshot, from the stage
+    history (the closed-won model's own rows can sit on other snapshot dates). Only what happened after
+    the snapshot counts, as for the training labels; NaN when there is no closed-won target or history."""
+    target = next((t for t in params.snapshots.targets.values() if t.stage == "closed_won"), None)
+    path = params.data.interim_dir / "stage_history.parquet"
+    if target is None or not path.exists():
+        return pd.Series(np.nan, index=rows.index)
+    history = pd.read_parquet(path, columns=["lead_id", "stage", "ts"])
+    won = history[history["stage"] == "closed_won"][["lead_id", "ts"]]
+    keyed = rows[["lead_id", "snapshot_ts"]].reset_index().merge(won, on="lead_id", how="left")
+    horizon = pd.Timedelta(days=target.horizon_days)
+    keyed["hit"] = (keyed["ts"] > keyed["snapshot_ts"]) & (keyed["ts"] <= keyed["snapshot_ts"] + horizon)
+    return keyed.groupby("index")["hit"].any().reindex(rows.index).astype(float)
