@@ -107,7 +107,7 @@ def test_global_importance_finds_the_planted_signals(fitted: dict) -> None:
     row = imp.set_index("feature").loc["cnt_pricing_view_30d"]
     assert row["label"] == "Pricing page visits (last 30 days)"
     assert row["direction"] == "higher values raise the probability"
-    assert imp.set_index("feature").loc["email_type", "direction"].endswith("lowest for personal")
+    assert imp.set_index("feature").loc["email_type", "direction"].endswith("lowest for Personal")
 
 
 def test_group_importance_is_additive(fitted: dict) -> None:
