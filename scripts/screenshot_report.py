@@ -50,6 +50,7 @@ class PageReport:
     images: list[dict[str, Any]] = field(default_factory=list)
     headings: list[str] = field(default_factory=list)
     screenshot: bytes = b""
+    script_results: list[Any] = field(default_factory=list)
 
     @property
     def broken_images(self) -> list[dict[str, Any]]:
@@ -154,9 +155,14 @@ def _event_errors(events: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
 
 
 def inspect_page(
-    html: Path, width: int = 1280, screenshot: bool = True, chromium: str = CHROMIUM
+    html: Path,
+    width: int = 1280,
+    screenshot: bool = True,
+    chromium: str = CHROMIUM,
+    scripts: tuple[str, ...] = (),
 ) -> PageReport:
-    """Load ``html`` in headless Chromium and return what it saw (and a full-page PNG)."""
+    """Load ``html`` in headless Chromium and return what it saw (and a full-page PNG). ``scripts``: JS
+    expressions run in order after load (e.g. moving a slider); their values land in ``script_results``."""
     if not Path(chromium).exists() and shutil.which(chromium) is None:
         raise FileNotFoundError(f"{chromium} not found (apt-get install chromium)")
     url = Path(html).resolve().as_uri()
@@ -189,6 +195,9 @@ def inspect_page(
             result = client.call("Runtime.evaluate", session, expression=probe, returnByValue=True)
             seen = json.loads(result["result"]["value"])
             report = PageReport(title=seen["title"], images=seen["images"], headings=seen["headings"])
+            for expression in scripts:
+                done = client.call("Runtime.evaluate", session, expression=expression, returnByValue=True)
+                report.script_results.append(done.get("result", {}).get("value"))
             if screenshot:
                 size = client.call("Page.getLayoutMetrics", session)["cssContentSize"]
                 height = int(min(size["height"], 30000))

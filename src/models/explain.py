@@ -33,7 +33,8 @@ import pandas as pd
 
 from leadscore.config import Params
 from leadscore.features.spec import FeatureSpec
-from leadscore.models.reasons import EVENT_WORDS, ReasonBuilder
+from leadscore.models.labels import label as business_label
+from leadscore.models.reasons import EVENT_WORDS, ReasonBuilder, informative_missing
 
 #: Segments the report breaks drivers down by (plus any in ``evaluate.segments``).
 SEGMENTS = ("lead_source", "industry", "seniority", "size_band")
@@ -134,7 +135,9 @@ def _direction(values: pd.Series, shap: np.ndarray, categorical: bool) -> tuple[
         means = pd.Series(shap).groupby(values.astype(str).to_numpy()).mean()
         if len(means) < 2:
             return 0.0, ""
-        return float(means.max() - means.min()), f"highest for {means.idxmax()}, lowest for {means.idxmin()}"
+        return float(means.max() - means.min()), (
+            f"highest for {business_label(means.idxmax())}, lowest for {business_label(means.idxmin())}"
+        )
     x = _numeric(values)
     ok = np.isfinite(x)
     if ok.sum() < 3 or np.nanstd(x[ok]) == 0 or np.std(shap[ok]) == 0:
@@ -268,7 +271,11 @@ def example_leads(
     order = np.argsort(-p, kind="stable")
     picks = [order[0], order[len(order) // 10], order[len(order) // 2], order[-1]][:n]
     picks = list(dict.fromkeys(int(i) for i in picks))
-    top = reasons.top_reasons(contrib[picks], frame.iloc[picks].reset_index(drop=True), k=k)
+    # missing values are reasons only where missingness tells (measured on all sampled test rows)
+    telling = informative_missing(frame, reasons.features_)
+    top = reasons.top_reasons(
+        contrib[picks], frame.iloc[picks].reset_index(drop=True), k=k, informative_missing=telling
+    )
     out = []
     for i, (pos, neg) in zip(picks, top, strict=True):
         row = frame.iloc[i]
@@ -318,6 +325,15 @@ def _value_colour(values: pd.Series, categorical: bool) -> np.ndarray:
     return ranks
 
 
+def _odds_axis(ax: Any, which: str, text: str) -> None:
+    """Label an axis of SHAP values (log-odds) as odds multipliers: a contribution c makes the lead
+    exp(c) times as likely to convert in odds terms, which for rare outcomes is "× more likely"."""
+    fmt = _plt().FuncFormatter(lambda v, _: f"×{math.exp(v):.2g}")
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis.set_major_formatter(fmt)
+    (ax.set_xlabel if which == "x" else ax.set_ylabel)(text)
+
+
 def plot_beeswarm(
     contrib: np.ndarray,
     frame: pd.DataFrame,
@@ -352,7 +368,7 @@ def plot_beeswarm(
     ax.axvline(0, color="#444", lw=0.8)
     ax.set_yticks(range(len(chosen)))
     ax.set_yticklabels(list(reversed(labels)), fontsize=8)
-    ax.set_xlabel("effect on the score (SHAP, log-odds): left lowers, right raises")
+    _odds_axis(ax, "x", "how much more likely to convert (×1 = no effect): left lowers, right raises")
     ax.set_title(title, fontsize=10)
     sm = plt.cm.ScalarMappable(cmap=cmap)
     bar = fig.colorbar(sm, ax=ax, fraction=0.025, pad=0.01)
@@ -372,7 +388,7 @@ def plot_importance(table: pd.DataFrame, label_col: str, top: int, path: Path, t
     ax.barh(range(len(t))[::-1], t["mean_abs_shap"], color="#2e86c1")
     ax.set_yticks(range(len(t))[::-1])
     ax.set_yticklabels(t[label_col], fontsize=8)
-    ax.set_xlabel("average impact on the score (mean |SHAP|, log-odds)")
+    _odds_axis(ax, "x", "average swing in how likely a lead converts (× more or less likely)")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
@@ -386,12 +402,12 @@ def plot_dependence(
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=100)
     if categorical:
-        v = values.astype(str).to_numpy()
+        v = np.array([business_label(x) for x in values.astype(str).to_numpy()], dtype=object)
         stats = pd.DataFrame({"v": v, "s": contrib_col}).groupby("v")["s"].agg(["mean", "std", "size"])
         stats = stats.sort_values("mean")
         ax.barh(stats.index, stats["mean"], xerr=stats["std"].fillna(0), color="#2e86c1", alpha=0.8)
         ax.axvline(0, color="#444", lw=0.8)
-        ax.set_xlabel("effect on the score (SHAP, log-odds)")
+        _odds_axis(ax, "x", "how much more likely to convert (×1 = no effect)")
         ax.tick_params(axis="y", labelsize=7)
     else:
         x = _numeric(values)
@@ -404,7 +420,7 @@ def plot_dependence(
             ax.set_xscale("symlog", linthresh=1)
         ax.axhline(0, color="#444", lw=0.8)
         ax.set_xlabel("value")
-        ax.set_ylabel("effect (SHAP, log-odds)")
+        _odds_axis(ax, "y", "× more likely to convert")
         missing = int((~ok).sum())
         if missing:
             ax.text(
@@ -438,6 +454,7 @@ class TargetExplanation:
     segments: pd.DataFrame
     examples: list[dict[str, Any]]
     images: dict[str, Path]
+    seniority: pd.DataFrame | None = None
 
 
 def explain_target(
@@ -497,7 +514,56 @@ def explain_target(
             contrib[:, features.index(f)], frame[f], f in spec.categorical, reasons.label(f), path
         )
         images[f"dependence_{f}"] = path
-    return TargetExplanation(target, len(frame), imp, groups, cats, segs, examples, images)
+    evidence = category_evidence(contrib, frame, p, spec, "seniority", reasons.label)
+    if evidence is not None:
+        evidence.to_csv(out_dir / "seniority.csv", index=False, float_format="%.6g")
+    return TargetExplanation(target, len(frame), imp, groups, cats, segs, examples, images, evidence)
+
+
+def category_evidence(
+    contrib: np.ndarray,
+    frame: pd.DataFrame,
+    p: np.ndarray,
+    spec: FeatureSpec,
+    column: str,
+    label: Any = str,
+) -> pd.DataFrame | None:
+    """Per value of ``column`` on the test rows: rows, actual conversion rate, mean predicted p, and the
+    model's mean SHAP split into the column's own effect, the flags that restate it (``is_<value>``,
+    e.g. is_student for seniority = student) and everything else; ``total`` is their sum;
+    ``lowered_by``: the three other signals that lower the group most (``label`` names them).
+
+    Why: a category's own average effect can look odd (students above individual contributors) when a
+    second feature carries the same fact: SHAP splits the credit between them, so only the sum says
+    how the model treats the group. None when the column is not a model feature."""
+    features = list(spec.model_features)
+    if column not in features or column not in frame:
+        return None
+    values = frame[column].astype(str).to_numpy()
+    y = frame["label"].to_numpy(dtype=np.float64)
+    own = contrib[:, features.index(column)]
+    rows = []
+    for v in sorted(set(values)):
+        m = values == v
+        flag = f"is_{v}"
+        flag_effect = contrib[m, features.index(flag)] if flag in features else np.zeros(int(m.sum()))
+        total = contrib[m, : len(features)].sum(axis=1)
+        means = contrib[m, : len(features)].mean(axis=0)
+        others = [j for j in np.argsort(means, kind="stable") if features[j] not in (column, flag)][:3]
+        rows.append(
+            {
+                "value": v,
+                "rows": int(m.sum()),
+                "actual_rate": float(y[m].mean()),
+                "mean_p": float(p[m].mean()),
+                "own_effect": float(own[m].mean()),
+                "flag_effect": float(flag_effect.mean()),
+                "other_effect": float((total - own[m] - flag_effect).mean()),
+                "total_effect": float(total.mean()),
+                "lowered_by": "; ".join(f"{label(features[j])} (×{math.exp(means[j]):.2f})" for j in others),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import pandas as pd
 
 from leadscore.config import BaselineParams
 from leadscore.features.spec import FeatureSpec
+from leadscore.models.labels import words
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,8 @@ def _money(v: float) -> str:
 
 
 def _words(value: object) -> str:
-    """'it_services' -> 'IT services', 'paid_search' -> 'paid search'."""
-    text = str(value).strip().replace("c_level", "C-level").replace("_", " ")
-    fixes = {"it": "IT", "hr": "HR", "saas": "SaaS", "vp": "VP", "seo": "SEO"}
-    return " ".join(fixes.get(word, word) for word in text.split(" ")) if text else "unknown"
+    """'it_services' -> 'IT services', 'paid_search' -> 'paid search' (the one table: ``models.labels``)."""
+    return words(value)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -570,9 +569,18 @@ class ReasonBuilder:
         return self.templates_[feature].render(value)
 
     def top_reasons(
-        self, contributions: np.ndarray, values: Mapping[str, np.ndarray], k: int = 3
+        self,
+        contributions: np.ndarray,
+        values: Mapping[str, np.ndarray],
+        k: int = 3,
+        informative_missing: Mapping[str, int] | None = None,
     ) -> list[tuple[list[Reason], list[Reason]]]:
         """Per row: (top-k positive, top-k negative) reasons by |contribution|, largest first.
+
+        A sentence never appears twice for one lead (two features can both read "Company size
+        unknown"). With ``informative_missing`` (feature -> +1 / -1: leads missing it convert more / less,
+        see ``informative_missing``), a missing value is a reason only for those features and only in
+        that direction; without it (None) missing values are treated like any value.
 
         ``contributions``: LightGBM ``pred_contrib`` output (n, n_features + 1), last column the bias,
         in ``spec.model_features`` order. ``values``: feature columns (dict of arrays or a DataFrame),
@@ -584,6 +592,13 @@ class ReasonBuilder:
         if contrib.ndim != 2 or contrib.shape[1] not in (nf, nf + 1):
             raise ValueError(f"contributions must be (n, {nf + 1}) (bias last); got {contrib.shape}")
         contrib = contrib[:, :nf]
+        if informative_missing is not None:
+            contrib = contrib.copy()
+            for j, f in enumerate(self.features_):
+                gone = missing_mask(values[f])
+                if gone.any():
+                    allowed = np.sign(contrib[:, j]) == informative_missing.get(f, 0)
+                    contrib[gone & ~allowed, j] = 0.0  # zero contributions are never reasons
         n = contrib.shape[0]
         if n == 0:
             return []
@@ -618,5 +633,48 @@ class ReasonBuilder:
             ji, ci, ki, vi = idx_l[i], c_l[i], keep_l[i], v_l[i]
             both = [Reason(names[ji[m]], renders[ji[m]](vi[m]), ci[m]) for m in range(2 * k) if ki[m]]
             cut = sum(ki[:k])
-            out.append((both[:cut], both[cut:]))
+            # one sentence once: it stays where it weighs most
+            seen: set[str] = set()
+            kept: set[int] = set()
+            for m in sorted(range(len(both)), key=lambda m: -abs(both[m].contribution)):
+                if both[m].text not in seen:
+                    seen.add(both[m].text)
+                    kept.add(m)
+            pos = [both[m] for m in range(cut) if m in kept]
+            neg = [both[m] for m in range(cut, len(both)) if m in kept]
+            out.append((pos, neg))
         return out
+
+
+def missing_mask(column: object) -> np.ndarray:
+    """True where a feature value is missing (NaN, None, NA or an empty / 'unknown' text)."""
+    arr = column.to_numpy() if hasattr(column, "to_numpy") else np.asarray(column)
+    if arr.dtype.kind in "fc":
+        return np.isnan(arr)
+    if arr.dtype.kind in "iub":
+        return np.zeros(len(arr), dtype=bool)
+    return np.fromiter((_missing(v) for v in arr), dtype=bool, count=len(arr))
+
+
+def informative_missing(
+    frame: pd.DataFrame, features: list[str], label: str = "label", z: float = 3.0, ratio: float = 1.25
+) -> dict[str, int]:
+    """Features whose missingness says something about conversion, on labelled rows: +1 when rows
+    missing the feature convert more than rows that have it, -1 when less. Informative means both
+    clear (two-proportion z-test, |z| >= ``z``) and large enough to matter (rate ratio >= ``ratio``)."""
+    y = frame[label].to_numpy(dtype=np.float64)
+    out: dict[str, int] = {}
+    for f in features:
+        gone = missing_mask(frame[f])
+        n1, n0 = int(gone.sum()), int((~gone).sum())
+        if n1 == 0 or n0 == 0:
+            continue
+        r1, r0 = float(y[gone].mean()), float(y[~gone].mean())
+        pooled = float(y.mean())
+        se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0))
+        if se == 0:
+            continue
+        big = max(r1, r0) >= ratio * max(min(r1, r0), 1e-12)
+        if abs(r1 - r0) / se >= z and big:
+            out[f] = 1 if r1 > r0 else -1
+    return out

@@ -1,7 +1,8 @@
 """``reports/explain.html``: one self-contained page for marketing and RevOps.
 
-Every image is a base64 PNG inside the page; there is no script, stylesheet, font or request outside
-it, so it opens from a mail attachment or a shared drive without a network. The page reads:
+Every image is a base64 PNG inside the page; the only script is the threshold simulator's, inline, with
+its data embedded as JSON (``models.simulator``); there is no script, stylesheet, font or request outside
+the page, so it opens from a mail attachment or a shared drive without a network. The page reads:
 
 * ``reports/metrics.json`` (or the bundle's copy) and ``reports/plots/<target>/gains/*.csv`` when present;
 * ``reports/thresholds.json`` (or the bundle's thresholds) for the threshold table and the test check;
@@ -56,6 +57,52 @@ def fmt_pct(x: object, digits: int = 1) -> str:
 
 def fmt_num(x: object, digits: int = 0) -> str:
     return f"{float(x):,.{digits}f}" if _finite(x) else "–"  # type: ignore[arg-type]
+
+
+def fmt_times(x: object) -> str:
+    """A log-odds contribution as an odds multiplier: 0.22 -> '×1.25'."""
+    return f"×{math.exp(float(x)):.2f}" if _finite(x) else "–"  # type: ignore[arg-type]
+
+
+def fmt_points(x: object, base: object) -> str:
+    """A log-odds contribution as percentage points of probability for a lead at rate ``base``."""
+    if not _finite(x) or not _finite(base) or not 0 < float(base) < 1:  # type: ignore[arg-type]
+        return "–"
+    b = float(base)  # type: ignore[arg-type]
+    moved = 1 / (1 + math.exp(-(math.log(b / (1 - b)) + float(x))))  # type: ignore[arg-type]
+    return f"{(moved - b) * 100:+.1f} points"
+
+
+def seniority_note(rows: list[dict[str, Any]]) -> str:
+    """Plain words on whether the model ranks students and individual contributors as the data does."""
+    by = {r["value"]: r for r in rows}
+    if "student" not in by or "individual" not in by:
+        return ""
+    s, i = by["student"], by["individual"]
+    same_order = (s["mean_p"] < i["mean_p"]) == (s["actual_rate"] < i["actual_rate"])
+    text = (
+        f"Students convert at {s['actual_rate']:.1%} against {i['actual_rate']:.1%} for individual "
+        f"contributors; the model predicts {s['mean_p']:.1%} against {i['mean_p']:.1%}. "
+    )
+    if s["own_effect"] > i["own_effect"] and s["total_effect"] < i["total_effect"]:
+        text += (
+            f"The seniority column alone makes a student ×{math.exp(s['own_effect']):.2f} as likely, because "
+            "other signals already take them down: all signals except seniority make a student "
+            f"×{math.exp(s['total_effect'] - s['own_effect']):.2f} as likely "
+            f"(most: {s.get('lowered_by', '')}). "
+            "SHAP splits the credit between signals that say the same thing, and with so few students "
+            "converting there is nothing left for the seniority column to explain. Together, all signals "
+            "put students at "
+            f"×{math.exp(s['total_effect']):.2f} against ×{math.exp(i['total_effect']):.2f}: "
+        )
+    text += (
+        "the model ranks them as the data does; the odd-looking seniority effect is how the credit is "
+        "split between signals, not a wrong ranking and not the data."
+        if same_order
+        else "the model ranks them differently from what happened: treat this as a model problem "
+        "(too few students to learn from, or a leak)."
+    )
+    return text
 
 
 def fmt_prob(x: object) -> str:
@@ -391,6 +438,9 @@ def build_context(
                 ),
                 "segments": _segments(e.segments, metrics.get(target, {}).get("segments", {})),
                 "examples": e.examples,
+                "base_rate": metrics.get(target, {}).get("base_rate"),
+                "seniority": _with_wilson(e.seniority),
+                "seniority_note": seniority_note(_records(e.seniority)),
                 "images": {k: png_data_uri(v) for k, v in e.images.items()},
                 "dependence": [
                     {
@@ -409,7 +459,43 @@ def build_context(
     if volume is not None and len(volume):
         images["volume"] = png_data_uri(volume_chart(volume, cohorts))
     meta = bundle.metadata
+    from leadscore.models.simulator import load_simulator_frame, simulator_grid
+
+    sim_frame = load_simulator_frame(params)
+    sim = (
+        simulator_grid(
+            sim_frame,
+            params.snapshots.every_days,
+            stages,
+            params.baseline.mql_points,
+            params.thresholds.grid_points,
+        )
+        if sim_frame is not None and len(sim_frame)
+        else None
+    )
+    from leadscore.models.intervals import wilson
+
+    today = None
+    tf = funnel.get("threshold_funnel")
+    if tf is not None and len(tf) and str(tf.iloc[-1]["stage"]).startswith("today"):
+        r = tf.iloc[-1]
+        lo, hi = wilson(float(r["sql"]), float(r["leads"]))
+        today = {"rate": float(r["sql_rate"]), "lo": float(lo), "hi": float(hi), "leads": int(r["leads"])}
+    cal = thresholds.get("calibration_slice", {})
+    summary = funnel.get("summary", {}) or {}
+    first_cohort = cohorts["period"].min() if cohorts is not None and len(cohorts) else None
+    dates = {
+        "history_from": str(first_cohort)[:10] if first_cohort is not None else "–",
+        "history_to": str(summary.get("export_end", "–"))[:10],
+        "calibration_from": str(cal.get("from", "–"))[:10],
+        "calibration_to": str(cal.get("to", "–"))[:10],
+        "test_from": str(test["snapshot_ts"].min())[:10] if test is not None and len(test) else "–",
+        "test_to": str(test["snapshot_ts"].max())[:10] if test is not None and len(test) else "–",
+    }
     return {
+        "today": today,
+        "dates": dates,
+        "sim": sim,
         "retrain": retrain_context(reports),
         "title": "Lead scoring: what drives conversion, and where to draw the line",
         "model_version": bundle.version,
@@ -436,13 +522,33 @@ def build_context(
             "cohorts": _records(cohorts.tail(12) if cohorts is not None else None),
             "recycle_reasons": _records(funnel.get("recycle_reasons")),
             "disqualify_reasons": _records(funnel.get("disqualify_reasons")),
-            "threshold_funnel": _records(funnel.get("threshold_funnel")),
+            "threshold_funnel": _funnel_with_wilson(funnel.get("threshold_funnel")),
         },
         "rule_points": params.baseline.mql_points,
         "every_days": params.snapshots.every_days,
         "images": images,
         "w": words,
     }
+
+
+def _with_wilson(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """Records of a per-group table with the 95 % Wilson interval (lo, hi) of its actual rate."""
+    from leadscore.models.intervals import wilson
+
+    if frame is None or frame.empty:
+        return []
+    lo, hi = wilson(np.round(frame["actual_rate"] * frame["rows"]), frame["rows"])
+    return _records(frame.assign(lo=lo, hi=hi))
+
+
+def _funnel_with_wilson(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """The threshold funnel's records with the 95 % Wilson interval (lo, hi) of each SQL rate."""
+    from leadscore.models.intervals import wilson
+
+    if frame is None or frame.empty:
+        return []
+    lo, hi = wilson(frame["sql"].astype(float), frame["leads"].astype(float))
+    return _records(frame.assign(lo=lo, hi=hi))
 
 
 def _segments(drivers: pd.DataFrame, seg_metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -461,8 +567,7 @@ def _segments(drivers: pd.DataFrame, seg_metrics: Mapping[str, Any]) -> list[dic
     return out
 
 
-def render_report(context: Mapping[str, Any]) -> str:
-    """The HTML page for a context from ``build_context``."""
+def _env() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATE_DIR),
         autoescape=select_autoescape(["html"]),
@@ -470,8 +575,25 @@ def render_report(context: Mapping[str, Any]) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(pct=fmt_pct, num=fmt_num, prob=fmt_prob)
-    return env.get_template("report.html").render(**context)
+    from leadscore.models.labels import label
+
+    env.filters.update(pct=fmt_pct, num=fmt_num, prob=fmt_prob, times=fmt_times, pts=fmt_points, label=label)
+    return env
+
+
+def render_report(context: Mapping[str, Any]) -> str:
+    """The HTML page for a context from ``build_context``."""
+    return _env().get_template("report.html").render(**context)
+
+
+def render_simulator_page(sim: Mapping[str, Any], words: Mapping[str, Any], horizon: int | None) -> str:
+    """A page holding only the threshold simulator (the same partial explain.html includes)."""
+    page = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
+        "<title>Threshold simulator</title></head><body><main>"
+        '{% include "simulator.html" %}</main></body></html>'
+    )
+    return _env().from_string(page).render(sim=sim, w=words, horizon=horizon)
 
 
 def write_report(

@@ -62,3 +62,24 @@ def test_notebook_runs_on_the_repository_outputs() -> None:
     if not all(p.exists() for p in needed):
         pytest.skip("no pipeline outputs in the repository yet (run `dvc repro`)")
     assert _errors(_run(ROOT / "params.yaml")) == []
+
+
+def test_the_readme_command_runs_the_notebook(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # the command README gives, with what scripts/setup.sh installs (nbclient's `jupyter execute`)
+    import subprocess
+    import sys
+
+    readme = (ROOT / "README.md").read_text()
+    assert "jupyter execute notebooks/threshold-tuning.ipynb" in readme
+    params = quick_pipeline(tmp_path_factory)
+    env = {**os.environ, "LEADSCORE_PARAMS": str(params.data.models_dir.parent / "params.yaml")}
+    jupyter = Path(sys.executable).with_name("jupyter")
+    done = subprocess.run(
+        [str(jupyter), "execute", "notebooks/threshold-tuning.ipynb"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -21,6 +21,7 @@ SECTIONS = (
     "Top drivers, in business words",
     "Segments",
     "Thresholds: where to draw the line",
+    "Try a threshold: what-if simulator",
     "Can you trust the probabilities?",
     "The funnel",
     "Example leads and their reasons",

@@ -168,3 +168,88 @@ def test_top_reasons_accepts_dict_of_arrays_and_rejects_bad_shapes(builder: Reas
     with pytest.raises(ValueError, match="contributions must be"):
         builder.top_reasons(np.zeros((1, nf - 2)), values)
     assert builder.top_reasons(np.zeros((0, nf + 1)), values) == []
+
+
+def _messy(spec, n: int = 400, seed: int = 11) -> tuple[np.ndarray, pd.DataFrame]:
+    """Random contributions and values with a quarter of every column missing (NaN / 'unknown' / '')."""
+    rng = np.random.default_rng(seed)
+    names = list(spec.model_features)
+    contrib = np.round(rng.normal(0, 0.5, (n, len(names) + 1)), 3)
+    values = pd.DataFrame({f: rng.integers(0, 5, n).astype(float) for f in names})
+    for f in spec.categorical:
+        if f in values:
+            values[f] = rng.choice(["director", "paid_social", "it_services"], n).astype(object)
+    for f in names:
+        gone = rng.random(n) < 0.25
+        if f in spec.categorical:
+            values.loc[gone, f] = rng.choice(["unknown", "", None], int(gone.sum()))
+        else:
+            values.loc[gone, f] = np.nan
+    return contrib, values
+
+
+def test_no_reason_twice_for_one_lead(builder: ReasonBuilder, spec) -> None:
+    names = list(spec.model_features)
+    contrib = np.zeros((1, len(names) + 1))
+    contrib[0, names.index("employees")] = 0.4
+    contrib[0, names.index("size_band")] = 0.3
+    values = pd.DataFrame({f: [0.0] for f in names})
+    values["employees"], values["size_band"] = [np.nan], ["unknown"]
+    pos, neg = builder.top_reasons(contrib, values, k=3)[0]
+    texts = [r.text for r in pos + neg]
+    assert texts.count("Company size unknown") == 1
+    assert pos[0] == Reason("employees", "Company size unknown", 0.4)
+    # on messy rows: never a sentence twice, with or without the missingness rule
+    contrib, values = _messy(spec)
+    for rule in (None, {}):
+        for pos, neg in builder.top_reasons(contrib, values, k=4, informative_missing=rule):
+            texts = [r.text for r in pos + neg]
+            assert len(texts) == len(set(texts))
+
+
+def test_missing_values_are_reasons_only_where_missingness_is_informative(
+    builder: ReasonBuilder, spec
+) -> None:
+    from leadscore.models.reasons import missing_mask
+
+    contrib, values = _messy(spec)
+    gone = {f: missing_mask(values[f]) for f in spec.model_features}
+    out = builder.top_reasons(contrib, values, k=4, informative_missing={})
+    for i, (pos, neg) in enumerate(out):
+        assert not any(gone[r.feature][i] for r in pos + neg)
+        assert not any("unknown" in r.text.lower() for r in pos)
+    # a feature whose missing rows convert less: its missing value may lower a score, never raise it
+    telling = {"employees": -1}
+    out = builder.top_reasons(contrib, values, k=4, informative_missing=telling)
+    missing_used = [
+        (r, side)
+        for pos, neg in out
+        for side, rs in (("+", pos), ("-", neg))
+        for r in rs
+        if r.text == "Company size unknown"
+    ]
+    assert missing_used and all(side == "-" and r.feature == "employees" for r, side in missing_used)
+    # without the rule (serving without a measured set) missing values still read as before
+    assert any(
+        r.text == "Company size unknown" for pos, _ in builder.top_reasons(contrib, values, k=4) for r in pos
+    )
+
+
+def test_informative_missing_measures_the_gap() -> None:
+    from leadscore.models.reasons import informative_missing
+
+    rng = np.random.default_rng(5)
+    n = 4000
+    gone_a = rng.random(n) < 0.3
+    y = np.where(gone_a, rng.random(n) < 0.02, rng.random(n) < 0.10).astype(float)
+    frame = pd.DataFrame(
+        {
+            "a": np.where(gone_a, np.nan, 1.0),  # missing rows convert 5x less: informative, -1
+            "b": np.where(rng.random(n) < 0.3, np.nan, 2.0),  # missing at random: not informative
+            "c": np.where(rng.random(n) < 0.3, "unknown", "x"),  # texts too
+            "label": y,
+        }
+    )
+    assert informative_missing(frame, ["a", "b", "c"]) == {"a": -1}
+    flipped = frame.assign(a=np.where(gone_a, 1.0, np.nan), label=y)
+    assert informative_missing(flipped, ["a"]) == {"a": 1}
