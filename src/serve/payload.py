@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
-from operator import attrgetter
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -34,8 +33,6 @@ _SECOND: Final = timedelta(seconds=1)
 MAX_ERRORS_PER_LEAD: Final = 20
 UNKNOWN_TYPE: Final = -2
 _STAGE_SET: Final = frozenset(STAGES)
-_DAYS: Final = attrgetter("days")
-_SECS: Final = attrgetter("seconds")
 #: Lead fields read as text as they are.
 _LEAD_TEXT: Final = ("job_title", "seniority", "department", "country", "lead_source")
 
@@ -125,17 +122,15 @@ def _tech_stack(value: list[str] | str | None) -> str | None:
 
 
 def epoch_array(values: Sequence[datetime]) -> np.ndarray:
-    """``epoch_seconds`` of many datetimes as int64: the subtraction per value, the rest in NumPy
-    (timedelta normalises to days, seconds in 0..86399 and microseconds, so days·86400 + seconds is
-    the floor, also before 1970)."""
+    """``epoch_seconds`` of many datetimes as one int64 array (a timedelta is normalised to days, seconds
+    in 0..86399 and microseconds, so days·86400 + seconds is the floor, also before 1970)."""
     deltas = [v - (_EPOCH_NAIVE if v.tzinfo is None else _EPOCH_UTC) for v in values]
-    n = len(deltas)
-    return np.fromiter(map(_DAYS, deltas), np.int64, n) * 86400 + np.fromiter(map(_SECS, deltas), np.int64, n)
+    return np.array([d.days * 86400 + d.seconds for d in deltas], dtype=np.int64)
 
 
-def _flat(rows: list[Sequence[Any]], keep: np.ndarray) -> tuple[list[Any], np.ndarray]:
+def _flat(rows: list[Sequence[Any]], keep: list[bool]) -> tuple[list[Any], np.ndarray]:
     """The rows of the leads where ``keep`` (all lists concatenated) and their lead index."""
-    kept = [r if k else () for r, k in zip(rows, keep.tolist(), strict=True)]
+    kept = [r if k else () for r, k in zip(rows, keep, strict=True)]
     counts = [len(r) for r in kept]
     return [x for r in kept for x in r], np.repeat(np.arange(len(rows), dtype=np.int64), counts)
 
@@ -174,8 +169,8 @@ def prepare(
     created = epoch_array([lead["created_at"] for lead in leads])
 
     events = [r.get("events") or () for r in requests]
-    n_events = np.array([len(e) for e in events], dtype=np.int64)
-    ev_ok = n_events <= policy.max_events_per_lead
+    n_events = [len(e) for e in events]
+    ev_ok = [c <= policy.max_events_per_lead for c in n_events]
     ev, ev_lead = _flat(events, ev_ok)
     ev_ts = epoch_array([e["ts"] for e in ev])
     names = [e["event_type"] for e in ev]
@@ -183,7 +178,8 @@ def prepare(
     ev_code = np.fromiter(map(lookup_get, names, repeat(UNKNOWN_TYPE)), np.int64, len(names))
     unknown: dict[str, int] = {}
     ev_unknown = ev_code == UNKNOWN_TYPE
-    if ev_unknown.any():  # not an exact name: try the normalised one (as the loader does)
+    any_unknown = bool(ev_unknown.any())
+    if any_unknown:  # not an exact name: try the normalised one (as the loader does)
         for j in np.flatnonzero(ev_unknown).tolist():
             name = names[j].strip().lower()
             ev_code[j] = lookup_get(name, UNKNOWN_TYPE)
@@ -193,8 +189,8 @@ def prepare(
     ev_late = ev_ts > limit[ev_lead]
 
     stages = [r.get("stage_history") or () for r in requests]
-    n_stages = np.array([len(s) for s in stages], dtype=np.int64)
-    st_ok = n_stages <= policy.max_stage_rows_per_lead
+    n_stages = [len(s) for s in stages]
+    st_ok = [c <= policy.max_stage_rows_per_lead for c in n_stages]
     st, st_lead = _flat(stages, st_ok)
     st_ts = epoch_array([s["ts"] for s in st])
     st_name = [s["stage"].strip().lower() for s in st]
@@ -202,12 +198,15 @@ def prepare(
     st_late = st_ts > limit[st_lead]
 
     reject_unknown = policy.unknown_event_types == "reject"
-    bad = (created > limit) | ~ev_ok | ~st_ok
-    bad |= np.bincount(ev_lead, weights=ev_late | (ev_unknown & reject_unknown), minlength=n) > 0
-    bad |= np.bincount(st_lead, weights=st_late | st_unknown, minlength=n) > 0
+    bad = created > limit
+    if not all(ev_ok) or not all(st_ok):
+        bad |= ~np.array(ev_ok, dtype=bool) | ~np.array(st_ok, dtype=bool)
+    bad[ev_lead[ev_late | ev_unknown if reject_unknown else ev_late]] = True
+    bad[st_lead[st_late | st_unknown]] = True
     pos = list(indices) if indices is not None else list(range(n))
     errors: dict[int, list[dict[str, Any]]] = {}
-    if bad.any():
+    any_bad = bool(bad.any())
+    if any_bad:
         ev_start = np.concatenate([[0], np.cumsum(np.where(ev_ok, n_events, 0))])
         st_start = np.concatenate([[0], np.cumsum(np.where(st_ok, n_stages, 0))])
         for i in np.flatnonzero(bad).tolist():
@@ -233,11 +232,16 @@ def prepare(
             ]
 
     good = ~bad
-    # Ignored (unknown) types never reach the builder; they are counted in the metrics by the caller.
-    ev_keep = good[ev_lead] & ~ev_unknown
-    st_keep = good[st_lead]
-    rows = np.cumsum(good) - 1  # lead index -> row of the good leads
-    kept = np.flatnonzero(good).tolist()
+    kept = np.flatnonzero(good).tolist() if any_bad else list(range(n))
+    if any_bad or any_unknown:
+        # Ignored (unknown) types never reach the builder; they are counted in the metrics by the caller.
+        ev_keep = good[ev_lead] & ~ev_unknown
+        st_keep = good[st_lead]
+        rows = np.cumsum(good) - 1  # lead index -> row of the good leads
+        ev_lead, ev_ts, ev_code = rows[ev_lead[ev_keep]], ev_ts[ev_keep], ev_code[ev_keep]
+        st_lead, st_ts = rows[st_lead[st_keep]], st_ts[st_keep]
+        st_name = [name for name, k in zip(st_name, st_keep.tolist(), strict=True) if k]
+        as_of, created = as_of[good], created[good]
     g_leads = [leads[i] for i in kept]
     accounts = [requests[i].get("account") or {} for i in kept]
     raw = {c: _object_array([_text(lead.get(c)) for lead in g_leads]) for c in _LEAD_TEXT}
@@ -246,19 +250,14 @@ def prepare(
     raw["employees"] = _object_array([a.get("employees") for a in accounts])
     raw["annual_revenue"] = _object_array([a.get("annual_revenue") for a in accounts])
     raw["tech_stack"] = _object_array([_tech_stack(a.get("tech_stack")) for a in accounts])
-    g_as_of = as_of[good]
     arrays = LeadArrays(
         lead_ids=[lead["lead_id"] for lead in g_leads],
-        as_of=g_as_of,
-        as_of_text=_iso_texts(g_as_of.tolist()),
-        created_at=created[good],
+        as_of=as_of,
+        as_of_text=_iso_texts(as_of.tolist()),
+        created_at=created,
         raw=raw,
-        events=EventArrays(lead=rows[ev_lead[ev_keep]], ts=ev_ts[ev_keep], type_code=ev_code[ev_keep]),
-        stages=StageArrays(
-            lead=rows[st_lead[st_keep]],
-            ts=st_ts[st_keep],
-            stage=_object_array([name for name, k in zip(st_name, st_keep.tolist(), strict=True) if k]),
-        ),
+        events=EventArrays(lead=ev_lead, ts=ev_ts, type_code=ev_code),
+        stages=StageArrays(lead=st_lead, ts=st_ts, stage=_object_array(st_name)),
     )
     return Prepared([pos[i] for i in kept], errors, unknown, arrays)
 
