@@ -209,7 +209,7 @@ class Bundle:
         }
 
 
-def _read_json(bundle_dir: Path, name: str, kind: type = dict) -> Any:
+def read_json(bundle_dir: Path, name: str, kind: type = dict) -> Any:
     """A verified bundle file's JSON, which must be a ``kind`` (an object by default)."""
     try:
         data = json.loads((bundle_dir / name).read_bytes().decode("utf-8"))
@@ -225,8 +225,8 @@ def load_bundle(bundle_dir: Path) -> Bundle:
     bundle_dir = Path(bundle_dir)
     manifest = verify_bundle(bundle_dir)
     try:
-        metadata = _read_json(bundle_dir, "metadata.json")
-        spec_json = _read_json(bundle_dir, "feature_spec.json")
+        metadata = read_json(bundle_dir, "metadata.json")
+        spec_json = read_json(bundle_dir, "feature_spec.json")
         spec = FeatureSpec(FeatureParams.model_validate(spec_json["features"]))
         baseline = BaselineParams.model_validate(spec_json["baseline"])
         if list(spec.model_features) != spec_json["model_features"]:
@@ -237,7 +237,7 @@ def load_bundle(bundle_dir: Path) -> Bundle:
             if not isinstance(target, str) or not _plain_name(f"model_{target}.txt"):
                 raise BundleError(f"metadata.json target {str(target)[:40]!r} is not a plain name")
             boosters[target] = lgb.Booster(model_str=(bundle_dir / f"model_{target}.txt").read_text("utf-8"))
-            calibrators[target] = Calibrator.from_json(_read_json(bundle_dir, f"calibrator_{target}.json"))
+            calibrators[target] = Calibrator.from_json(read_json(bundle_dir, f"calibrator_{target}.json"))
             if boosters[target].num_feature() != len(spec.model_features):
                 raise BundleError(f"model_{target}.txt expects {boosters[target].num_feature()} features")
     except BundleError:
@@ -253,9 +253,9 @@ def load_bundle(bundle_dir: Path) -> Bundle:
         encoder=encoder,
         boosters=boosters,
         calibrators=calibrators,
-        thresholds=_read_json(bundle_dir, "thresholds.json"),
-        metrics=_read_json(bundle_dir, "metrics.json"),
-        input_schema=_read_json(bundle_dir, "input_schema.json"),
+        thresholds=read_json(bundle_dir, "thresholds.json"),
+        metrics=read_json(bundle_dir, "metrics.json"),
+        input_schema=read_json(bundle_dir, "input_schema.json"),
         manifest=manifest,
     )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -617,21 +618,25 @@ class ReasonBuilder:
         chosen = np.take_along_axis(contrib, idx, axis=1)
         sign = np.concatenate([np.ones(k), -np.ones(k)])
         keep = chosen * sign > 0  # fewer than k features may push a row one way
-        # gather the k values each row needs, one vectorised lookup per feature used
-        picked = np.empty(idx.shape, dtype=object)
-        rows = np.broadcast_to(np.arange(n)[:, None], idx.shape)
-        for j in np.unique(idx[keep]):
-            col = values[self.features_[j]]
-            col = col.to_numpy() if hasattr(col, "to_numpy") else np.asarray(col, dtype=object)
-            at = keep & (idx == j)
-            picked[at] = col[rows[at]]
-        names = [self.features_[j] for j in range(len(self.features_))]
+        names = self.features_
         renders = [self.templates_[f].render for f in names]
-        idx_l, c_l, keep_l, v_l = idx.tolist(), chosen.tolist(), keep.tolist(), picked.tolist()
+        idx_l, c_l, keep_l = idx.tolist(), chosen.tolist(), keep.tolist()
+        # the columns a reason needs, as Python values (tolist), converted once per column used
+        lists: dict[int, list[Any]] = {}
+
+        def value(j: int, i: int) -> Any:
+            col = lists.get(j)
+            if col is None:
+                raw = values[names[j]]
+                col = lists[j] = raw.tolist() if hasattr(raw, "tolist") else list(raw)
+            return col[i]
+
         out: list[tuple[list[Reason], list[Reason]]] = []
         for i in range(n):
-            ji, ci, ki, vi = idx_l[i], c_l[i], keep_l[i], v_l[i]
-            both = [Reason(names[ji[m]], renders[ji[m]](vi[m]), ci[m]) for m in range(2 * k) if ki[m]]
+            ji, ci, ki = idx_l[i], c_l[i], keep_l[i]
+            both = [
+                Reason(names[ji[m]], renders[ji[m]](value(ji[m], i)), ci[m]) for m in range(2 * k) if ki[m]
+            ]
             cut = sum(ki[:k])
             # one sentence once: it stays where it weighs most
             seen: set[str] = set()

@@ -9,7 +9,6 @@ column's header and the lead's value, ranked by LightGBM's own SHAP contribution
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -22,7 +21,7 @@ import orjson
 import pandas as pd
 from pydantic import TypeAdapter
 
-from leadscore.models.bundle import BundleError
+from leadscore.models.bundle import BundleError, read_json
 from leadscore.models.flat import FlatScorer
 from leadscore.models.reasons import Reason
 from leadscore.serve.payload import PayloadPolicy, epoch_seconds, iso_utc
@@ -75,15 +74,12 @@ class FlatModel:
     def load(cls, bundle_dir: Path) -> FlatModel:
         """Verify and load a flat bundle folder; raises ``BundleError``."""
         scorer = FlatScorer.load(Path(bundle_dir))
-        try:
-            thresholds = json.loads((Path(bundle_dir) / "thresholds.json").read_bytes().decode("utf-8"))
-        except FileNotFoundError:
+        if not (Path(bundle_dir) / "thresholds.json").is_file():
             raise BundleError(
                 "this flat bundle has no thresholds.json (stages and score cut points): rebuild it with "
                 "`leadscore train-table`"
-            ) from None
-        except (OSError, ValueError) as exc:
-            raise BundleError(f"cannot read thresholds.json: {exc}") from exc
+            )
+        thresholds = read_json(Path(bundle_dir), "thresholds.json")
         return cls(scorer, thresholds)
 
     def _reasons(

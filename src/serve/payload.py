@@ -17,12 +17,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from typing import Any, Final, Literal
 
 import numpy as np
 
 from leadscore.data.contract import EVENT_TYPES, STAGES
-from leadscore.features.online import RAW_ATTRIBUTE_COLUMNS, EventArrays, StageArrays
+from leadscore.features.online import EventArrays, StageArrays
 from leadscore.serve.schemas import ScoreRequest
 
 _EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -32,6 +33,8 @@ _SECOND: Final = timedelta(seconds=1)
 MAX_ERRORS_PER_LEAD: Final = 20
 UNKNOWN_TYPE: Final = -2
 _STAGE_SET: Final = frozenset(STAGES)
+#: Lead fields read as text as they are.
+_LEAD_TEXT: Final = ("job_title", "seniority", "department", "country", "lead_source")
 
 
 def epoch_seconds(dt: datetime) -> int:
@@ -118,6 +121,20 @@ def _tech_stack(value: list[str] | str | None) -> str | None:
     return ";".join(value)
 
 
+def epoch_array(values: Sequence[datetime]) -> np.ndarray:
+    """``epoch_seconds`` of many datetimes as one int64 array (a timedelta is normalised to days, seconds
+    in 0..86399 and microseconds, so days·86400 + seconds is the floor, also before 1970)."""
+    deltas = [v - (_EPOCH_NAIVE if v.tzinfo is None else _EPOCH_UTC) for v in values]
+    return np.array([d.days * 86400 + d.seconds for d in deltas], dtype=np.int64)
+
+
+def _flat(rows: list[Sequence[Any]], keep: list[bool]) -> tuple[list[Any], np.ndarray]:
+    """The rows of the leads where ``keep`` (all lists concatenated) and their lead index."""
+    kept = [r if k else () for r, k in zip(rows, keep, strict=True)]
+    counts = [len(r) for r in kept]
+    return [x for r in kept for x in r], np.repeat(np.arange(len(rows), dtype=np.int64), counts)
+
+
 def prepare(
     requests: Sequence[ScoreRequest],
     type_lookup: Mapping[str, int],
@@ -128,174 +145,175 @@ def prepare(
     indices: Sequence[int] | None = None,
 ) -> Prepared:
     """Check every validated request (``schemas.ScoreRequest``) against its ``as_of`` and the policy;
-    return the flat lists of the good ones.
+    return the flat arrays of the good ones.
 
     ``as_of`` of a lead: its own, else ``default_as_of``, else ``now`` (UTC, whole seconds); only in the
     last case timestamps up to ``clock_skew_seconds`` later are tolerated (they do not count: features
     use events strictly before ``as_of``). ``indices``: the request position of each element (default
     0..n-1), used in ``positions``/``errors`` and, after ``loc_prefix`` (a batch passes ``("leads",)``),
     in error locations; without ``loc_prefix`` locations start at the lead's own fields.
+
+    The checks run on the events and stage rows of all leads at once (NumPy over flat arrays); Python
+    loops only over the values themselves and over the leads that fail a check.
     """
+    n = len(requests)
     now_s = int(time.time() if now is None else now)
-    default_s = epoch_seconds(default_as_of) if default_as_of is not None else None
-    reject_unknown = policy.unknown_event_types == "reject"
+    leads = [r["lead"] for r in requests]
+    own = [r.get("as_of") for r in requests]
+    if default_as_of is not None:
+        fallback, slack = epoch_seconds(default_as_of), 0
+    else:
+        fallback, slack = now_s, policy.clock_skew_seconds
+    as_of = np.array([fallback if o is None else epoch_seconds(o) for o in own], dtype=np.int64)
+    limit = as_of + np.array([0 if o is not None else slack for o in own], dtype=np.int64)
+    created = epoch_array([lead["created_at"] for lead in leads])
+
+    events = [r.get("events") or () for r in requests]
+    n_events = [len(e) for e in events]
+    ev_ok = [c <= policy.max_events_per_lead for c in n_events]
+    ev, ev_lead = _flat(events, ev_ok)
+    ev_ts = epoch_array([e["ts"] for e in ev])
+    names = [e["event_type"] for e in ev]
     lookup_get = type_lookup.get
-
-    ids: list[str] = []
-    as_of: list[int] = []
-    created: list[int] = []
-    positions: list[int] = []
-    errors: dict[int, list[dict[str, Any]]] = {}
+    ev_code = np.fromiter(map(lookup_get, names, repeat(UNKNOWN_TYPE)), np.int64, len(names))
     unknown: dict[str, int] = {}
-    cols: dict[str, list[Any]] = {c: [] for c in RAW_ATTRIBUTE_COLUMNS}
-    ev_counts: list[int] = []
-    ev_ts: list[int] = []
-    ev_code: list[int] = []
-    st_counts: list[int] = []
-    st_ts: list[int] = []
-    st_stage: list[str] = []
+    ev_unknown = ev_code == UNKNOWN_TYPE
+    any_unknown = bool(ev_unknown.any())
+    if any_unknown:  # not an exact name: try the normalised one (as the loader does)
+        for j in np.flatnonzero(ev_unknown).tolist():
+            name = names[j].strip().lower()
+            ev_code[j] = lookup_get(name, UNKNOWN_TYPE)
+            if ev_code[j] == UNKNOWN_TYPE:
+                unknown[name] = unknown.get(name, 0) + 1
+        ev_unknown = ev_code == UNKNOWN_TYPE
+    ev_late = ev_ts > limit[ev_lead]
 
-    for k, req in enumerate(requests):
-        pos = indices[k] if indices is not None else k
-        prefix: tuple[Any, ...] = () if loc_prefix is None else (*loc_prefix, pos)
-        errs: list[dict[str, Any]] = []
+    stages = [r.get("stage_history") or () for r in requests]
+    n_stages = [len(s) for s in stages]
+    st_ok = [c <= policy.max_stage_rows_per_lead for c in n_stages]
+    st, st_lead = _flat(stages, st_ok)
+    st_ts = epoch_array([s["ts"] for s in st])
+    st_name = [s["stage"].strip().lower() for s in st]
+    st_unknown = np.array([name not in _STAGE_SET for name in st_name], dtype=bool)
+    st_late = st_ts > limit[st_lead]
 
-        def add(loc: tuple[Any, ...], msg: str, kind: str, errs: list = errs, prefix: tuple = prefix) -> None:
-            errs.append({"loc": ["body", *prefix, *loc], "msg": msg, "type": kind})
-
-        lead = req["lead"]
-        own_as_of = req.get("as_of")
-        if own_as_of is not None:
-            t_as_of = limit = epoch_seconds(own_as_of)
-        elif default_s is not None:
-            t_as_of = limit = default_s
-        else:
-            t_as_of, limit = now_s, now_s + policy.clock_skew_seconds
-        t_created = epoch_seconds(lead["created_at"])
-        if t_created > limit:
-            add(("lead", "created_at"), f"created_at is after as_of ({iso_utc(t_as_of)})", "after_as_of")
-
-        events = req.get("events") or ()
-        if len(events) > policy.max_events_per_lead:
-            add(
-                ("events",),
-                f"at most {policy.max_events_per_lead} events per lead, got {len(events)}",
-                "too_many_events",
+    reject_unknown = policy.unknown_event_types == "reject"
+    bad = created > limit
+    if not all(ev_ok) or not all(st_ok):
+        bad |= ~np.array(ev_ok, dtype=bool) | ~np.array(st_ok, dtype=bool)
+    bad[ev_lead[ev_late | ev_unknown if reject_unknown else ev_late]] = True
+    bad[st_lead[st_late | st_unknown]] = True
+    pos = list(indices) if indices is not None else list(range(n))
+    errors: dict[int, list[dict[str, Any]]] = {}
+    any_bad = bool(bad.any())
+    if any_bad:
+        ev_start = np.concatenate([[0], np.cumsum(np.where(ev_ok, n_events, 0))])
+        st_start = np.concatenate([[0], np.cumsum(np.where(st_ok, n_stages, 0))])
+        for i in np.flatnonzero(bad).tolist():
+            prefix = () if loc_prefix is None else (*loc_prefix, pos[i])
+            ev_rows = range(ev_start[i], ev_start[i + 1])
+            st_rows = range(st_start[i], st_start[i + 1])
+            errs = _lead_errors(
+                requests[i],
+                int(as_of[i]),
+                int(created[i]),
+                int(limit[i]),
+                policy,
+                ev_rows,
+                ev_ts,
+                ev_unknown,
+                st_rows,
+                st_ts,
+                st_name,
             )
-            e_ts: list[int] = []
-            e_code: list[int] = []
-        else:
-            # epoch_seconds inlined: this line runs once per event of the request
-            e_ts = [
-                (e["ts"] - (_EPOCH_NAIVE if e["ts"].tzinfo is None else _EPOCH_UTC)) // _SECOND
-                for e in events
+            errors[pos[i]] = [
+                {"loc": ["body", *prefix, *loc], "msg": msg, "type": kind}
+                for loc, msg, kind in errs[:MAX_ERRORS_PER_LEAD]
             ]
-            e_code = [lookup_get(e["event_type"], UNKNOWN_TYPE) for e in events]
-            if UNKNOWN_TYPE in e_code:  # not an exact name: try the normalised one (as the loader does)
-                e_code = [
-                    c if c != UNKNOWN_TYPE else lookup_get(e["event_type"].strip().lower(), UNKNOWN_TYPE)
-                    for c, e in zip(e_code, events, strict=True)
-                ]
-            if e_ts and max(e_ts) > limit:
-                late = [j for j, s in enumerate(e_ts) if s > limit]
-                for j in late[:MAX_ERRORS_PER_LEAD]:
-                    add(("events", j, "ts"), f"timestamp is after as_of ({iso_utc(t_as_of)})", "after_as_of")
-            bad = [j for j, c in enumerate(e_code) if c == UNKNOWN_TYPE] if UNKNOWN_TYPE in e_code else []
-            if bad:
-                for j in bad:
-                    name = events[j]["event_type"].strip().lower()
-                    unknown[name] = unknown.get(name, 0) + 1
-                if reject_unknown:
-                    for j in bad[:MAX_ERRORS_PER_LEAD]:
-                        add(
-                            ("events", j, "event_type"),
-                            f"unknown event type {events[j]['event_type']!r}; known: "
-                            + ", ".join(EVENT_TYPES),
-                            "unknown_event_type",
-                        )
-                else:
-                    # Ignored types never reach the builder (counted in the metrics by the caller).
-                    keep = [j for j, c in enumerate(e_code) if c != UNKNOWN_TYPE]
-                    e_ts = [e_ts[j] for j in keep]
-                    e_code = [e_code[j] for j in keep]
 
-        stages = req.get("stage_history") or ()
-        if len(stages) > policy.max_stage_rows_per_lead:
-            add(
-                ("stage_history",),
-                f"at most {policy.max_stage_rows_per_lead} stage changes per lead, got {len(stages)}",
-                "too_many_stage_changes",
-            )
-            s_ts: list[int] = []
-            s_stage: list[str] = []
-        else:
-            s_ts = [epoch_seconds(s["ts"]) for s in stages]
-            s_stage = [s["stage"].strip().lower() for s in stages]
-            for j, (t, name) in enumerate(zip(s_ts, s_stage, strict=True)):
-                if len(errs) >= MAX_ERRORS_PER_LEAD:
-                    break
-                if name not in _STAGE_SET:
-                    add(
-                        ("stage_history", j, "stage"),
-                        f"unknown stage {stages[j]['stage']!r}; known: {', '.join(STAGES)}",
-                        "unknown_stage",
-                    )
-                if t > limit:
-                    add(
-                        ("stage_history", j, "ts"),
-                        f"timestamp is after as_of ({iso_utc(t_as_of)})",
-                        "after_as_of",
-                    )
-
-        if errs:
-            errors[pos] = errs[:MAX_ERRORS_PER_LEAD]
-            continue
-        positions.append(pos)
-        ids.append(lead["lead_id"])
-        as_of.append(t_as_of)
-        created.append(t_created)
-        get = lead.get
-        cols["job_title"].append(_text(get("job_title")))
-        cols["seniority"].append(_text(get("seniority")))
-        cols["department"].append(_text(get("department")))
-        cols["country"].append(_text(get("country")))
-        cols["lead_source"].append(_text(get("lead_source")))
-        cols["email_domain"].append(_domain(get("email"), get("email_domain")))
-        acc = req.get("account")
-        if acc is None:
-            for c in ("_industry", "employees", "annual_revenue", "tech_stack"):
-                cols[c].append(None)
-        else:
-            cols["_industry"].append(_text(acc.get("industry")))
-            cols["employees"].append(acc.get("employees"))
-            cols["annual_revenue"].append(acc.get("annual_revenue"))
-            cols["tech_stack"].append(_tech_stack(acc.get("tech_stack")))
-        ev_counts.append(len(e_ts))
-        ev_ts.extend(e_ts)
-        ev_code.extend(e_code)
-        st_counts.append(len(s_ts))
-        st_ts.extend(s_ts)
-        st_stage.extend(s_stage)
-
-    rows = np.arange(len(ids), dtype=np.int64)
+    good = ~bad
+    kept = np.flatnonzero(good).tolist() if any_bad else list(range(n))
+    if any_bad or any_unknown:
+        # Ignored (unknown) types never reach the builder; they are counted in the metrics by the caller.
+        ev_keep = good[ev_lead] & ~ev_unknown
+        st_keep = good[st_lead]
+        rows = np.cumsum(good) - 1  # lead index -> row of the good leads
+        ev_lead, ev_ts, ev_code = rows[ev_lead[ev_keep]], ev_ts[ev_keep], ev_code[ev_keep]
+        st_lead, st_ts = rows[st_lead[st_keep]], st_ts[st_keep]
+        st_name = [name for name, k in zip(st_name, st_keep.tolist(), strict=True) if k]
+        as_of, created = as_of[good], created[good]
+    g_leads = [leads[i] for i in kept]
+    accounts = [requests[i].get("account") or {} for i in kept]
+    raw = {c: _object_array([_text(lead.get(c)) for lead in g_leads]) for c in _LEAD_TEXT}
+    raw["email_domain"] = _object_array([_domain(x.get("email"), x.get("email_domain")) for x in g_leads])
+    raw["_industry"] = _object_array([_text(a.get("industry")) for a in accounts])
+    raw["employees"] = _object_array([a.get("employees") for a in accounts])
+    raw["annual_revenue"] = _object_array([a.get("annual_revenue") for a in accounts])
+    raw["tech_stack"] = _object_array([_tech_stack(a.get("tech_stack")) for a in accounts])
     arrays = LeadArrays(
-        lead_ids=ids,
-        as_of=np.asarray(as_of, dtype=np.int64),
-        as_of_text=_iso_texts(as_of),
-        created_at=np.asarray(created, dtype=np.int64),
-        raw={c: _object_array(v) for c, v in cols.items()},
-        events=EventArrays(
-            lead=np.repeat(rows, ev_counts),
-            ts=np.asarray(ev_ts, dtype=np.int64),
-            type_code=np.asarray(ev_code, dtype=np.int64),
-        ),
-        stages=StageArrays(
-            lead=np.repeat(rows, st_counts),
-            ts=np.asarray(st_ts, dtype=np.int64),
-            stage=_object_array(st_stage),
-        ),
+        lead_ids=[lead["lead_id"] for lead in g_leads],
+        as_of=as_of,
+        as_of_text=_iso_texts(as_of.tolist()),
+        created_at=created,
+        raw=raw,
+        events=EventArrays(lead=ev_lead, ts=ev_ts, type_code=ev_code),
+        stages=StageArrays(lead=st_lead, ts=st_ts, stage=_object_array(st_name)),
     )
-    return Prepared(positions, errors, unknown, arrays)
+    return Prepared([pos[i] for i in kept], errors, unknown, arrays)
+
+
+def _lead_errors(
+    req: ScoreRequest,
+    t_as_of: int,
+    t_created: int,
+    limit: int,
+    policy: PayloadPolicy,
+    ev_rows: range,
+    ev_ts: np.ndarray,
+    ev_unknown: np.ndarray,
+    st_rows: range,
+    st_ts: np.ndarray,
+    st_name: list[str],
+) -> list[tuple[tuple[Any, ...], str, str]]:
+    """(location, message, type) of each problem of one lead that failed a check, in field order."""
+    after = f"timestamp is after as_of ({iso_utc(t_as_of)})"
+    errs: list[tuple[tuple[Any, ...], str, str]] = []
+    if t_created > limit:
+        errs.append(
+            (("lead", "created_at"), f"created_at is after as_of ({iso_utc(t_as_of)})", "after_as_of")
+        )
+    events = req.get("events") or ()
+    if len(events) > policy.max_events_per_lead:
+        msg = f"at most {policy.max_events_per_lead} events per lead, got {len(events)}"
+        errs.append((("events",), msg, "too_many_events"))
+    else:
+        late = [j for j, r in enumerate(ev_rows) if ev_ts[r] > limit]
+        errs += [(("events", j, "ts"), after, "after_as_of") for j in late[:MAX_ERRORS_PER_LEAD]]
+        if policy.unknown_event_types == "reject":
+            bad = [j for j, r in enumerate(ev_rows) if ev_unknown[r]][:MAX_ERRORS_PER_LEAD]
+            known = ", ".join(EVENT_TYPES)
+            errs += [
+                (
+                    ("events", j, "event_type"),
+                    f"unknown event type {events[j]['event_type']!r}; known: {known}",
+                    "unknown_event_type",
+                )
+                for j in bad
+            ]
+    stages = req.get("stage_history") or ()
+    if len(stages) > policy.max_stage_rows_per_lead:
+        msg = f"at most {policy.max_stage_rows_per_lead} stage changes per lead, got {len(stages)}"
+        errs.append((("stage_history",), msg, "too_many_stage_changes"))
+        return errs
+    for j, r in enumerate(st_rows):
+        if len(errs) >= MAX_ERRORS_PER_LEAD:
+            break
+        if st_name[r] not in _STAGE_SET:
+            msg = f"unknown stage {stages[j]['stage']!r}; known: {', '.join(STAGES)}"
+            errs.append((("stage_history", j, "stage"), msg, "unknown_stage"))
+        if st_ts[r] > limit:
+            errs.append((("stage_history", j, "ts"), after, "after_as_of"))
+    return errs
 
 
 def _iso_texts(seconds: list[int]) -> list[str]:

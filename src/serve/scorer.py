@@ -11,7 +11,6 @@ the reference at any time.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -24,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import TypeAdapter
 
-from leadscore.models.bundle import BundleError, verify_bundle
+from leadscore.models.bundle import BundleError, read_json, verify_bundle
 from leadscore.models.reasons import Reason
 from leadscore.serve.payload import PayloadPolicy
 
@@ -185,13 +184,7 @@ def response_rows(
 
 def bundle_kind(bundle_dir: Path) -> str:
     """``"flat"`` or ``"pipeline"`` from a verified bundle's metadata.json (``BundleError`` otherwise)."""
-    try:
-        metadata = json.loads((Path(bundle_dir) / "metadata.json").read_bytes().decode("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"cannot read metadata.json: {exc}") from exc
-    if not isinstance(metadata, dict):
-        raise BundleError("metadata.json must be a JSON object")
-    return "flat" if metadata.get("kind") == "flat" else "pipeline"
+    return "flat" if read_json(Path(bundle_dir), "metadata.json").get("kind") == "flat" else "pipeline"
 
 
 def load_model(bundle_dir: Path) -> ScoringModel:
