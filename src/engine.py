@@ -136,8 +136,9 @@ def batches(expr: ir.Table, batch_rows: int) -> Iterator[pa.RecordBatch]:
     con = expr._find_backend()
     if con.name == "duckdb" and not hasattr(con.con, "fetch_record_batch"):
         # Ibis 12's DuckDB batch reader calls ``fetch_record_batch``, which DuckDB 2 renamed to
-        # ``to_arrow_reader``: run the compiled query through DuckDB's own streaming reader instead.
-        reader = con.con.execute(con.compile(expr)).to_arrow_reader(batch_rows)
+        # ``to_arrow_reader``: run the compiled query through DuckDB's own streaming reader instead
+        # (on a relation: on a DB-API result DuckDB would copy every row once more).
+        reader = con.con.sql(con.compile(expr)).to_arrow_reader(batch_rows)
     else:
         reader = expr.to_pyarrow_batches(chunk_size=batch_rows)
     yield from reader
