@@ -10,10 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
 from leadscore.models.leakage import _why
-from leadscore.models.report import TEMPLATE_DIR, fmt_num, fmt_pct, fmt_prob
+from leadscore.models.report import template_env
 
 if TYPE_CHECKING:
     from leadscore.models.flat import FlatResult
@@ -61,15 +59,8 @@ def flat_context(result: FlatResult) -> dict[str, Any]:
 
 
 def render_flat_report(context: dict[str, Any]) -> str:
-    env = Environment(
-        loader=FileSystemLoader(TEMPLATE_DIR),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters.update(pct=fmt_pct, num=fmt_num, prob=fmt_prob)
-    return env.get_template("flat_report.html").render(**context)
+    """The flat run's HTML page for a context from ``flat_context``."""
+    return template_env().get_template("flat_report.html").render(**context)
 
 
 def write_flat_report(result: FlatResult, path: Path) -> None:

@@ -567,7 +567,8 @@ def _segments(drivers: pd.DataFrame, seg_metrics: Mapping[str, Any]) -> list[dic
     return out
 
 
-def _env() -> Environment:
+def template_env() -> Environment:
+    """The one Jinja environment of every HTML report (explain.html, the flat report), with its filters."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATE_DIR),
         autoescape=select_autoescape(["html"]),
@@ -583,7 +584,7 @@ def _env() -> Environment:
 
 def render_report(context: Mapping[str, Any]) -> str:
     """The HTML page for a context from ``build_context``."""
-    return _env().get_template("report.html").render(**context)
+    return template_env().get_template("report.html").render(**context)
 
 
 def render_simulator_page(sim: Mapping[str, Any], words: Mapping[str, Any], horizon: int | None) -> str:
@@ -593,7 +594,7 @@ def render_simulator_page(sim: Mapping[str, Any], words: Mapping[str, Any], hori
         "<title>Threshold simulator</title></head><body><main>"
         '{% include "simulator.html" %}</main></body></html>'
     )
-    return _env().from_string(page).render(sim=sim, w=words, horizon=horizon)
+    return template_env().from_string(page).render(sim=sim, w=words, horizon=horizon)
 
 
 def write_report(
