@@ -291,18 +291,23 @@ def run_evaluate(params: Params) -> dict[str, Any]:
         test = predictions[predictions["split"] == "test"].reset_index(drop=True)
         write_plots(target, test["label"].to_numpy(), series_scores(test, rule), params)
     metrics = round_floats(metrics)
+    # The warning is part of the record (metrics.json, the report), not only a line on the console.
+    warnings = implausible_warnings(metrics, params.data.build_dir / "train" / "leakage.json")
+    for target, text in warnings.items():
+        print(text, file=sys.stderr)
+        metrics[target]["warning"] = text
     params.data.reports_dir.mkdir(parents=True, exist_ok=True)
     (params.data.reports_dir / "metrics.json").write_text(
         json.dumps(metrics, indent=2, sort_keys=True) + "\n"
     )
-    warn_implausible(metrics, params.data.build_dir / "train" / "leakage.json")
     return metrics
 
 
-def warn_implausible(metrics: dict[str, Any], leakage_json: Path) -> None:
-    """Print a plain warning when a target's test ROC-AUC is too good for lead scoring (> 0.95), naming
-    the strongest lead / account attributes the train stage's leakage guard saw (issue 11)."""
+def implausible_warnings(metrics: dict[str, Any], leakage_json: Path) -> dict[str, str]:
+    """A plain warning per target whose test ROC-AUC is too good for lead scoring (> 0.95), naming the
+    strongest lead / account attributes the train stage's leakage guard saw (issue 11)."""
     guard = json.loads(leakage_json.read_text()) if leakage_json.is_file() else {}
+    out: dict[str, str] = {}
     for target, m in metrics.items():
         auc = (m.get("model") or {}).get("roc_auc")
         if auc is None or auc <= 0.95:
@@ -310,9 +315,9 @@ def warn_implausible(metrics: dict[str, Any], leakage_json: Path) -> None:
         cols = [c for c in guard.get(target, {}).get("columns", []) if c.get("auc") and not c.get("excluded")]
         cols = sorted(cols, key=lambda c: -c["auc"])[:3]
         top = ", ".join(f"{c['column']} ({c['auc']:.2f} alone)" for c in cols)
-        print(
+        out[target] = (
             f"WARNING: {target}: test ROC-AUC {auc:.3f} is implausibly high for lead scoring (honest models "
             f"land at 0.65-0.90): something filled in after the outcome probably leaks. Strongest "
-            f"attributes: {top or 'n/a'} (build/train/leakage.md).",
-            file=sys.stderr,
+            f"attributes: {top or 'n/a'} (build/train/leakage.md)."
         )
+    return out
