@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -171,12 +172,16 @@ class Server:
         assert r.status_code == 200, r.text
         return r.json()
 
+    def reloads(self) -> int:
+        """How many bundles the server has logged as serving (``serving <kind> bundle <checksum>``)."""
+        return len(re.findall(r"serving \w+ bundle ", self.log.read_text()))
+
     def sighup(self, expect_checksum: str) -> None:
         """SIGHUP, then wait until the reload it triggers is logged (it runs in the background)."""
-        before = self.log.read_text().count("serving bundle")
+        before = self.reloads()
         os.kill(self.proc.pid, signal.SIGHUP)
         deadline = time.monotonic() + 60
-        while self.log.read_text().count("serving bundle") == before:
+        while self.reloads() == before:
             assert self.proc.poll() is None, self.log.read_text()
             assert time.monotonic() < deadline, f"no reload after SIGHUP:\n{self.log.read_text()}"
             time.sleep(0.2)

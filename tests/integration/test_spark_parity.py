@@ -87,7 +87,8 @@ def test_data_stages_on_spark_equal_duckdb(tmp_path: Path) -> None:
     conf = {**SPARK["engine.spark.conf"], "spark.sql.warehouse.dir": str(warehouse)}
     for backend, overrides in (("duckdb", {}), ("pyspark", {**SPARK, "engine.spark.conf": conf})):
         params = tmp_params(tmp_path / backend, **{"generate.n_leads": N_LEADS, **overrides})
-        params = params.model_copy(update={"data": params.data.model_copy(update={"raw_dir": raw_dir})})
+        data = params.data.model_copy(update={"raw_dir": raw_dir, "source": raw_dir})
+        params = params.model_copy(update={"data": data})
         run_validate(params)
         run_snapshots(params)
         run_features(params)
