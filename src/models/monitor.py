@@ -26,6 +26,7 @@ from leadscore.models.compare import Contender, load_champion
 from leadscore.models.drift import drift_table, expected_auc, feature_psi
 from leadscore.models.evaluate import round_floats
 from leadscore.models.rescore import History, feature_table, predict_table, stage_of
+from leadscore.models.thresholds import json_default
 
 
 def sample_leads(frame: pd.DataFrame, max_rows: int) -> pd.DataFrame:
@@ -159,15 +160,10 @@ def run_monitor(params: Params) -> dict[str, Any]:
         "reasons": reasons or ["no retrain rule passed"],
         "rule": rule.model_dump(mode="json"),
     }
-    out = round_floats(json.loads(json.dumps(out, default=_plain)))
+    out = round_floats(json.loads(json.dumps(out, default=json_default)))
     (reports / "drift.json").write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
     return out
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
 
 
 def round_floats_frame(frame: pd.DataFrame, digits: int = 6) -> pd.DataFrame:

@@ -541,7 +541,7 @@ def run_thresholds(params: Params) -> dict[str, Any]:
     }
     out = params.data.build_dir / "thresholds.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
+    out.write_text(json.dumps(doc, indent=2, default=json_default) + "\n")
 
     table = build_table(cal, stages, tp.grid_points, every)
     reports = params.data.reports_dir
@@ -557,11 +557,12 @@ def run_thresholds(params: Params) -> dict[str, Any]:
         "test_check": check,
         "table": json.loads(table.to_json(orient="records")),
     }
-    (reports / "thresholds.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    (reports / "thresholds.json").write_text(json.dumps(report, indent=2, default=json_default) + "\n")
     return doc
 
 
-def _json_default(value: object) -> object:
+def json_default(value: object) -> object:
+    """``json.dumps`` default for report files: NumPy scalars as Python numbers, anything else as text."""
     if isinstance(value, np.generic):
         return value.item()
     return str(value)
