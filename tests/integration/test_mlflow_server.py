@@ -6,9 +6,7 @@ The bundle is built from small synthetic feature tables through the real train/e
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +23,7 @@ from leadscore.models.evaluate import run_evaluate
 from leadscore.models.registry import flatten_metrics, flatten_params, run_publish
 from leadscore.models.train import run_train
 from tests.model.synthetic import synthetic_frames, tmp_params, write_processed
+from tests.procs import stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -93,13 +92,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         # the server runs workers in its own process group (start_new_session): stop that group only
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_group(proc)
         log.close()
 
 

@@ -31,6 +31,7 @@ import pytest
 
 from leadscore.config import Params
 from tests.model.synthetic import tmp_params
+from tests.procs import stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -83,14 +84,6 @@ def _wait(proc: subprocess.Popen, url: str, log: Path, what: str) -> None:
         time.sleep(0.5)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +103,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _wait(proc, f"{url}/health", log, "mlflow server")
         yield url
     finally:
-        _stop(proc)
+        stop_group(proc)
 
 
 def _run_pipeline(params: Params, from_stage: str = "generate") -> dict:
@@ -281,7 +274,7 @@ def test_retrain_loop(mlflow_server: str, tmp_path: Path, monkeypatch: pytest.Mo
         served.append(server.reload()["model_version"])
         assert served[-1] == bundle_v1
     finally:
-        _stop(server.proc)
+        stop_group(server.proc)
     # changed only at the promotion (index 2) and the rollback (index 5)
     changes = [i for i in range(1, len(served)) if served[i] != served[i - 1]]
     assert changes == [2, 5], served
