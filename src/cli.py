@@ -171,7 +171,7 @@ def score(
     """Score a file of leads offline with the same code path as the API (for CRM bulk imports).
 
     A flat bundle (``train-table``) scores rows of an export-like file with the export's own columns."""
-    from leadscore.serve.offline import score_file
+    from leadscore.score import score_file
 
     result = _timed(
         "score", score_file, input, output, bundle_dir, events, as_of, explain, stage_history, accounts, crm

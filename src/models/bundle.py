@@ -191,6 +191,9 @@ class Bundle:
     metrics: dict[str, Any]
     input_schema: dict[str, Any]
     manifest: dict[str, Any] = field(repr=False, default_factory=dict)
+    #: per target: feature -> +1/-1, the direction in which its missing value may be a reason (measured
+    #: on the training slice); None for bundles built before it existed (missing values then count as any)
+    informative_missing: dict[str, dict[str, int]] | None = None
 
     @property
     def targets(self) -> list[str]:
@@ -199,6 +202,10 @@ class Bundle:
     @property
     def version(self) -> str:
         return str(self.metadata.get("model_version", self.checksum[:12]))
+
+    def missing_map(self, target: str) -> dict[str, int] | None:
+        """``informative_missing`` of one target (None: a bundle from before the map existed)."""
+        return None if self.informative_missing is None else self.informative_missing.get(target, {})
 
     def predict(self, matrix: np.ndarray, num_threads: int = 1) -> dict[str, np.ndarray]:
         """Calibrated probability per target for an encoded feature matrix (one thread by default:
@@ -240,6 +247,12 @@ def load_bundle(bundle_dir: Path) -> Bundle:
             calibrators[target] = Calibrator.from_json(read_json(bundle_dir, f"calibrator_{target}.json"))
             if boosters[target].num_feature() != len(spec.model_features):
                 raise BundleError(f"model_{target}.txt expects {boosters[target].num_feature()} features")
+        telling = metadata.get("informative_missing")
+        if telling is not None and not (
+            isinstance(telling, dict)
+            and all(isinstance(m, dict) and all(v in (1, -1) for v in m.values()) for m in telling.values())
+        ):
+            raise BundleError("metadata.json `informative_missing` must map targets to {feature: 1 or -1}")
     except BundleError:
         raise
     except (OSError, KeyError, ValueError, TypeError, AttributeError, lgb.basic.LightGBMError) as exc:
@@ -257,6 +270,7 @@ def load_bundle(bundle_dir: Path) -> Bundle:
         metrics=read_json(bundle_dir, "metrics.json"),
         input_schema=read_json(bundle_dir, "input_schema.json"),
         manifest=manifest,
+        informative_missing=telling,
     )
 
 
@@ -418,6 +432,8 @@ def bundle_files(params: Params) -> dict[str, str | bytes]:
                 t: {s: summary["targets"][t][s]["rows"] for s in ("train", "calibration", "test")}
                 for t in targets
             },
+            # per target: features whose missing value may be a reason, and in which direction
+            "informative_missing": {t: summary["targets"][t].get("informative_missing", {}) for t in targets},
         }
     )
     return files

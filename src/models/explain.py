@@ -34,7 +34,7 @@ import pandas as pd
 from leadscore.config import Params
 from leadscore.features.spec import FeatureSpec
 from leadscore.models.labels import label as business_label
-from leadscore.models.reasons import EVENT_WORDS, ReasonBuilder, informative_missing
+from leadscore.models.reasons import EVENT_WORDS, ReasonBuilder
 
 #: Segments the report breaks drivers down by (plus any in ``evaluate.segments``).
 SEGMENTS = ("lead_source", "industry", "seniority", "size_band")
@@ -264,15 +264,20 @@ def segment_drivers(
 
 
 def example_leads(
-    contrib: np.ndarray, frame: pd.DataFrame, p: np.ndarray, reasons: ReasonBuilder, k: int, n: int
+    contrib: np.ndarray,
+    frame: pd.DataFrame,
+    p: np.ndarray,
+    reasons: ReasonBuilder,
+    k: int,
+    n: int,
+    telling: Mapping[str, int] | None,
 ) -> list[dict[str, Any]]:
     """``n`` test leads across the range of p (highest, around the 90th percentile, median, lowest)
-    with their top positive and negative reasons."""
+    with their top positive and negative reasons, as the API gives them (``telling``: the bundle's
+    informative-missing map of the target)."""
     order = np.argsort(-p, kind="stable")
     picks = [order[0], order[len(order) // 10], order[len(order) // 2], order[-1]][:n]
     picks = list(dict.fromkeys(int(i) for i in picks))
-    # missing values are reasons only where missingness tells (measured on all sampled test rows)
-    telling = informative_missing(frame, reasons.features_)
     top = reasons.top_reasons(
         contrib[picks], frame.iloc[picks].reset_index(drop=True), k=k, informative_missing=telling
     )
@@ -467,6 +472,7 @@ def explain_target(
     reasons: ReasonBuilder,
     params: Params,
     out_dir: Path,
+    telling: Mapping[str, int] | None = None,
 ) -> TargetExplanation:
     """SHAP statistics, tables and plots of one target on its (sampled) test rows; writes ``out_dir``."""
     ep = params.explain
@@ -483,7 +489,7 @@ def explain_target(
         reasons,
         min_rows=min(params.evaluate.min_segment_rows, max(len(frame) // 20, 1)),
     )
-    examples = example_leads(contrib, frame, p, reasons, ep.reasons_per_lead, EXAMPLE_LEADS)
+    examples = example_leads(contrib, frame, p, reasons, ep.reasons_per_lead, EXAMPLE_LEADS, telling)
     out_dir.mkdir(parents=True, exist_ok=True)
     imp.to_csv(out_dir / "importance.csv", index=False, float_format="%.6g")
     groups.to_csv(out_dir / "groups.csv", index=False, float_format="%.6g")
@@ -656,6 +662,7 @@ def run_explain(params: Params) -> dict[str, Any]:
                 reasons,
                 params,
                 out / target,
+                bundle.missing_map(target),
             )
             bar.advance(task)
         funnel = write_funnel(params, bundle.thresholds, out / "funnel")

@@ -7,7 +7,8 @@ Reads the feature tables ``data/processed/<target>/<split>.parquet`` and writes 
     categories.json             category vocabularies (fitted on the training slices only)
     predictions_<target>.parquet  calibration + test rows: raw and calibrated probability, the chain
                                 cap, the rule score, the oracle (demo data) and the segment columns
-    train_summary.json          best iteration, rows and positives per split, calibrator, data cutoff
+    train_summary.json          best iteration, rows and positives per split, calibrator, data cutoff,
+                                features whose missing value is a reason (informative_missing)
 
 Honesty rules this module keeps:
 
@@ -44,6 +45,7 @@ from leadscore.features.encode import MatrixEncoder, fit_categories
 from leadscore.features.spec import FeatureSpec
 from leadscore.models.calibrate import Calibrator, fit_calibrator
 from leadscore.models.chain import SQL_RANK, chain_consistent
+from leadscore.models.reasons import informative_missing
 from leadscore.progress import progress
 from leadscore.runtime import threads_or_default
 
@@ -262,6 +264,9 @@ def fit_target(
         "validation_start": str(train.loc[is_val, "snapshot_ts"].min()),
         "data_cutoff": str(train["snapshot_ts"].max()),
         **{split: _counts(frames[split]) for split in SPLITS},
+        # Where a missing value is itself a reason (feature -> +1/-1), measured on the training slice
+        # only: the bundle carries it, so the API and the report give the same reasons for a lead.
+        "informative_missing": informative_missing(train, encoder.feature_names_),
     }
     return TrainedTarget(name, model_text, final, calibrator, summary, predictions)
 

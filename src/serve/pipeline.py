@@ -1,15 +1,15 @@
 """A pipeline bundle as a scoring model: payloads → checks → online features → LightGBM → response rows.
 
 ``PipelineModel`` is built once per bundle (at startup or reload, off the request path): the online
-feature builder, reason templates, the stage table, LightGBM single-row predictors (proved equal to
-``Booster.predict`` at load), the ``/v1/model`` document. ``score`` is the only scoring code: one lead
-or a thousand go through the same ``payload.prepare``, one vectorised feature build, one predict per
-target and SHAP only when asked, and the API, the micro-batcher and ``leadscore score`` all call it.
+feature builder, reason templates, the stage table, the ``/v1/model`` document. ``score`` is the only
+scoring code: one lead or a thousand go through the same ``payload.prepare``, one vectorised feature
+build, one ``Booster.predict`` per target and SHAP only when asked, and the API, the micro-batcher and
+``leadscore score`` all call it. (LightGBM's single-row C predictor saved ~50 µs for a lone lead and
+nothing under concurrency, where the micro-batcher already hands over several rows; it was dropped.)
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,20 +24,8 @@ from leadscore.models.bundle import Bundle, BundleError, load_bundle
 from leadscore.models.chain import chain_consistent
 from leadscore.models.reasons import ReasonBuilder
 from leadscore.serve.payload import LeadArrays, PayloadPolicy, event_type_lookup, prepare
-from leadscore.serve.predict import PREDICT_CONTRIB, PREDICT_NORMAL, SingleRowPredictor, check_row_predictor
 from leadscore.serve.schemas import BATCH_ADAPTER, SCORE_ADAPTER
 from leadscore.serve.scorer import ScoreOutcome, StageTable, response_rows
-
-log = logging.getLogger("leadscore.serve")
-
-#: Requests of up to this many leads are predicted row by row through LightGBM's single-row predictor
-#: (``Booster.predict`` costs ~100 µs of Python per call, more than the trees of a few rows).
-FAST_ROWS = 32
-# Larger requests go through Booster.predict. The compiled trees (the former ``serve/forest.py``, 652
-# lines, bit-identical to LightGBM) are not restored: in benchmarks/serve_bench.py's stage costs LightGBM's
-# predict of a 1,000-lead batch is ~0.7x the echo route's time, pydantic validation ~0.8x and TreeSHAP
-# (which the compiled trees never did) ~3x, so the batch targets are not met with them either, while the
-# file alone breaks the "no file over 400 lines" target and a third of the line budget.
 
 
 def chain_of(bundle: Bundle) -> tuple[str | None, tuple[str, ...]]:
@@ -85,12 +73,10 @@ class PipelineModel:
         except KeyError as exc:
             raise BundleError(f"cannot explain this bundle's features: {exc}") from exc
         self.table = StageTable.from_thresholds(bundle.thresholds, bundle.targets)
+        self.telling = bundle.missing_map(self.table.target)
         self.chain = chain_of(bundle)
         self.builder = OnlineFeatureBuilder(spec, bundle.baseline)
         self.type_lookup = event_type_lookup(spec.event_types)
-        self.row_predict: dict[str, SingleRowPredictor] = {}
-        self.row_contrib: SingleRowPredictor | None = None
-        self._attach_row_predictors()
         info = {
             "kind": self.kind,
             "model_version": bundle.version,
@@ -119,42 +105,18 @@ class PipelineModel:
         """Verify and load a pipeline bundle folder; raises ``BundleError``."""
         return cls(load_bundle(Path(bundle_dir)))
 
-    def _attach_row_predictors(self) -> None:
-        """Set up the single-row predictors and prove them equal to ``Booster.predict`` on probe rows;
-        without them every request goes through ``Booster.predict`` (same numbers, slower)."""
-        boosters = self.bundle.boosters
-        ncol = len(self.bundle.encoder.feature_names_)
-        rng = np.random.default_rng(0)
-        probes = np.vstack([np.full(ncol, np.nan), np.zeros(ncol), rng.uniform(0, 50, size=(3, ncol))])
-        try:
-            rows = {t: SingleRowPredictor(b, PREDICT_NORMAL, ncol) for t, b in boosters.items()}
-            contrib = SingleRowPredictor(boosters[self.table.target], PREDICT_CONTRIB, ncol)
-            ok = all(check_row_predictor(p, boosters[t], probes, contrib=False) for t, p in rows.items())
-            ok = ok and check_row_predictor(contrib, boosters[self.table.target], probes, True)
-        except Exception as exc:
-            log.warning("LightGBM single-row predictor unavailable (%s); using Booster.predict", exc)
-            return
-        if ok:
-            self.row_predict, self.row_contrib = rows, contrib
-        else:
-            log.warning("LightGBM single-row predictor disagrees with Booster.predict; not used")
-
     # -- model inputs ------------------------------------------------------------------------------
 
     def predict(self, matrix: np.ndarray, num_threads: int = 1) -> dict[str, np.ndarray]:
-        """Calibrated probability per target for an encoded matrix."""
-        b = self.bundle
-        if len(matrix) <= FAST_ROWS and self.row_predict:
-            return {
-                t: b.calibrators[t].transform(np.concatenate([self.row_predict[t](row) for row in matrix]))
-                for t in b.boosters
-            }
-        return b.predict(matrix, num_threads=num_threads)
+        """Calibrated probability per target for an encoded matrix.
+
+        LightGBM's own predict: the compiled trees of the former ``serve/forest.py`` (652 lines) are not
+        restored, because predict is ~0.5x the echo route's time for a 1,000-lead batch against ~1.3x for
+        pydantic validation (benchmarks/serve_bench.py), so they cannot bring the batch target in reach."""
+        return self.bundle.predict(matrix, num_threads=num_threads)
 
     def contributions(self, matrix: np.ndarray, num_threads: int = 1) -> np.ndarray:
         """SHAP contributions (n, n_features + 1) of the thresholds target's model, in log-odds."""
-        if len(matrix) <= FAST_ROWS and self.row_contrib is not None:
-            return np.vstack([self.row_contrib(row) for row in matrix])
         booster = self.bundle.boosters[self.table.target]
         return np.asarray(booster.predict(matrix, pred_contrib=True, num_threads=num_threads))
 
@@ -178,9 +140,8 @@ class PipelineModel:
         probs = apply_chain(self.predict(matrix, num_threads), cols["stage_rank"], self.chain)
         reasons = None
         if explain:
-            reasons = self.reasons.top_reasons(
-                self.contributions(matrix, num_threads), cols, reasons_per_lead
-            )
+            contrib = self.contributions(matrix, num_threads)
+            reasons = self.reasons.top_reasons(contrib, cols, reasons_per_lead, self.telling)
         return response_rows(self, self.table, arrays.lead_ids, arrays.as_of_text, probs, reasons, positions)
 
     def score(

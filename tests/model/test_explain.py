@@ -142,7 +142,7 @@ def test_segment_drivers_and_examples(fitted: dict) -> None:
     assert (seg["rows"] >= 100).all()
     # the segment's own column is constant inside it: never one of its drivers
     assert not seg.loc[seg["segment"] == "seniority", "top_features"].str.contains("seniority").any()
-    ex = example_leads(fitted["contrib"], fitted["test"], fitted["p"], fitted["reasons"], k=3, n=4)
+    ex = example_leads(fitted["contrib"], fitted["test"], fitted["p"], fitted["reasons"], 3, 4, None)
     assert [e["p"] for e in ex] == sorted((e["p"] for e in ex), reverse=True)
     assert ex[0]["p"] == pytest.approx(fitted["p"].max())
     assert all(0 < len(e["positive"]) <= 3 for e in ex[:1])
@@ -257,7 +257,7 @@ def test_run_explain_writes_every_artifact(tmp_path_factory: pytest.TempPathFact
     assert funnel["stage"].tolist() == ["sales_ready", "mql", "nurture", "today's rule (MQL points)"]
     html = (params.data.reports_dir / "explain.html").read_text()
     # the only scripts are inline (the threshold simulator); nothing is loaded from elsewhere
-    assert 'src="http' not in html and "<script src" not in html and "<link rel=\"stylesheet" not in html
+    assert 'src="http' not in html and "<script src" not in html and '<link rel="stylesheet' not in html
     assert 'id="sim-data"' in html and "Try a threshold" in html
     assert "log-odds" not in html and "c_level" not in html.split('id="sim-data"')[0]
     assert html.count('src="data:image/png;base64,') >= 10

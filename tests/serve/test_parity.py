@@ -17,8 +17,7 @@ from typer.testing import CliRunner
 
 from leadscore.cli import app as cli
 from leadscore.config import Params
-from leadscore.models.bundle import load_bundle
-from leadscore.serve.payload import PayloadPolicy, prepare
+from leadscore.serve.payload import PayloadPolicy
 from leadscore.serve.pipeline import PipelineModel
 from leadscore.serve.schemas import SCORE_ADAPTER
 from tests.serve.pipeline import payloads_at
@@ -99,35 +98,12 @@ def test_api_offline_and_pipeline_agree(
     np.testing.assert_allclose(np.concatenate(got), expected, rtol=0, atol=1e-9)
 
 
-def test_fast_paths_equal_the_bundle(
-    bundle_dir: Path, interim: dict[str, pd.DataFrame], test_rows: pd.DataFrame
-) -> None:
-    """The serving shortcut (LightGBM's single-row predictor for small requests) changes no number."""
-    model = PipelineModel.load(bundle_dir)
-    bundle = load_bundle(bundle_dir)
-    assert model.row_predict and model.row_contrib is not None  # the fast path is in use
-    ts = test_rows["snapshot_ts"].max()
-    ids = test_rows.loc[test_rows["snapshot_ts"] == ts, "lead_id"].head(30).tolist()
-    reqs = [SCORE_ADAPTER.validate_json(orjson.dumps(p)) for p in payloads_at(interim, ids, ts)]
-    arrays = prepare(reqs, model.type_lookup, PayloadPolicy()).arrays
-    cols = model.builder.build(arrays.as_of, arrays.created_at, arrays.raw, arrays.events, arrays.stages)
-    matrix = model.bundle.encoder.transform(cols)
-    np.testing.assert_array_equal(matrix, bundle.encoder.transform(cols))
-    batch = bundle.predict(matrix)
-    contrib = bundle.boosters[model.table.target].predict(matrix, pred_contrib=True)
-    for i in range(len(matrix)):
-        row = model.predict(matrix[i : i + 1])
-        for t in bundle.targets:
-            assert row[t][0] == pytest.approx(batch[t][i], abs=1e-12)
-        np.testing.assert_allclose(model.contributions(matrix[i : i + 1])[0], contrib[i], atol=1e-12)
-
-
 @pytest.mark.parametrize("explain", [True, False])
 def test_one_lead_path_equals_batch_path(
     bundle_dir: Path, interim: dict[str, pd.DataFrame], test_rows: pd.DataFrame, explain: bool
 ) -> None:
-    """A lead scored alone (single-row predictors) gets the same response as inside a batch (LightGBM's
-    batch predict): probabilities, stage, score and reasons."""
+    """A lead scored alone gets the same response as inside a batch (what micro-batching relies on):
+    probabilities, stage, score and reasons."""
     model = PipelineModel.load(bundle_dir)
     policy = PayloadPolicy()
     rows = test_rows.groupby("snapshot_ts", group_keys=False).head(8)
@@ -156,3 +132,36 @@ def test_one_lead_path_equals_batch_path(
                     )
             checked += 1
     assert checked >= 20
+
+
+def test_missing_values_are_reasons_only_where_the_bundle_says(
+    bundle_dir: Path, interim: dict[str, pd.DataFrame], test_rows: pd.DataFrame
+) -> None:
+    """The API's reasons use the bundle's informative-missing map (measured on the training slice, the
+    same map the explanation report uses): a missing value is a reason only in the map's direction."""
+    from leadscore.models.reasons import missing_mask
+    from leadscore.serve.payload import prepare
+
+    model = PipelineModel.load(bundle_dir)
+    assert model.bundle.informative_missing is not None and model.telling is not None
+    ts = test_rows["snapshot_ts"].max()
+    ids = test_rows.loc[test_rows["snapshot_ts"] == ts, "lead_id"].head(200).tolist()
+    reqs = [SCORE_ADAPTER.validate_json(orjson.dumps(p)) for p in payloads_at(interim, ids, ts)]
+    arrays = prepare(reqs, model.type_lookup, PayloadPolicy()).arrays
+    cols = model.builder.build(arrays.as_of, arrays.created_at, arrays.raw, arrays.events, arrays.stages)
+    contrib = model.contributions(model.bundle.encoder.transform(cols))
+    gone = {f: missing_mask(cols[f]) for f in model.reasons.features_}
+
+    def missing_reasons(telling: dict[str, int] | None) -> list[tuple[str, int]]:
+        out = []
+        for i, (pos, neg) in enumerate(model.reasons.top_reasons(contrib, cols, 3, telling)):
+            out += [(r.feature, 1) for r in pos if gone[r.feature][i]]
+            out += [(r.feature, -1) for r in neg if gone[r.feature][i]]
+        return out
+
+    assert missing_reasons(None), "without the map some missing values are reasons (else this test is idle)"
+    assert all(model.telling.get(f) == sign for f, sign in missing_reasons(model.telling))
+    served = model.score(reqs, True, policy=PayloadPolicy()).results
+    got = [[r["feature"] for r in served[i]["reasons"]["positive"]] for i in range(len(reqs))]
+    want = [[r.feature for r in pos] for pos, _ in model.reasons.top_reasons(contrib, cols, 3, model.telling)]
+    assert got == want
