@@ -73,7 +73,7 @@ class PipelineModel:
         except KeyError as exc:
             raise BundleError(f"cannot explain this bundle's features: {exc}") from exc
         self.table = StageTable.from_thresholds(bundle.thresholds, bundle.targets)
-        self.telling = bundle.missing_map(self.table.target)
+        self.informative_missing = bundle.missing_map(self.table.target)
         self.chain = chain_of(bundle)
         self.builder = OnlineFeatureBuilder(spec, bundle.baseline)
         self.type_lookup = event_type_lookup(spec.event_types)
@@ -141,7 +141,7 @@ class PipelineModel:
         reasons = None
         if explain:
             contrib = self.contributions(matrix, num_threads)
-            reasons = self.reasons.top_reasons(contrib, cols, reasons_per_lead, self.telling)
+            reasons = self.reasons.top_reasons(contrib, cols, reasons_per_lead, self.informative_missing)
         return response_rows(self, self.table, arrays.lead_ids, arrays.as_of_text, probs, reasons, positions)
 
     def score(

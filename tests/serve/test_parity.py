@@ -143,7 +143,7 @@ def test_missing_values_are_reasons_only_where_the_bundle_says(
     from leadscore.serve.payload import prepare
 
     model = PipelineModel.load(bundle_dir)
-    assert model.bundle.informative_missing is not None and model.telling is not None
+    assert model.bundle.informative_missing is not None and model.informative_missing is not None
     ts = test_rows["snapshot_ts"].max()
     ids = test_rows.loc[test_rows["snapshot_ts"] == ts, "lead_id"].head(200).tolist()
     reqs = [SCORE_ADAPTER.validate_json(orjson.dumps(p)) for p in payloads_at(interim, ids, ts)]
@@ -160,8 +160,9 @@ def test_missing_values_are_reasons_only_where_the_bundle_says(
         return out
 
     assert missing_reasons(None), "without the map some missing values are reasons (else this test is idle)"
-    assert all(model.telling.get(f) == sign for f, sign in missing_reasons(model.telling))
+    telling = model.informative_missing
+    assert all(telling.get(f) == sign for f, sign in missing_reasons(telling))
     served = model.score(reqs, True, policy=PayloadPolicy()).results
     got = [[r["feature"] for r in served[i]["reasons"]["positive"]] for i in range(len(reqs))]
-    want = [[r.feature for r in pos] for pos, _ in model.reasons.top_reasons(contrib, cols, 3, model.telling)]
+    want = [[r.feature for r in pos] for pos, _ in model.reasons.top_reasons(contrib, cols, 3, telling)]
     assert got == want
