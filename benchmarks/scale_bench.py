@@ -37,7 +37,10 @@ def params_file(out: Path, leads: int, processed: str = "processed", sample_rate
     build and reports go to their own folders, so the full run's outputs stay)."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["data"] = {
+        # the generator writes demo_dir and the stages read source: both under ``out``, never the repo's
         "raw_dir": str(out / "raw"),
+        "demo_dir": str(out / "demo"),
+        "source": str(out / "demo"),
         "interim_dir": str(out / "interim"),
         "processed_dir": str(out / processed),
         "build_dir": str(out / "build"),
