@@ -116,7 +116,8 @@ def run_snapshots(params: Params) -> dict[str, dict]:
 
     The examples are built in the engine (``examples_expr``) and kept there as a scratch table; the
     split counts come back as one small aggregate and the rows stream to Parquet in batches, so no
-    per-lead table is held in this process (except the demo's truth, for the oracle).
+    per-lead table is held in this process (except on demo data: the generator's truth table and the
+    stage history, for the oracle).
     """
     interim = params.data.interim_dir
     truth_path = params.data.source / TRUTH_FILE
