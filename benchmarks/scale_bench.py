@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/scale_bench.py --leads 100000 300000 1000000
     .venv/bin/python benchmarks/scale_bench.py --leads 100000 --spark      # + snapshots/features on Spark
+    .venv/bin/python benchmarks/scale_bench.py --leads 100000 --busy 2     # + train beside 2 spinning processes
 
 Each size gets its own folder (benchmarks/out/scale/<leads>/) and params file (the repo's params with
 every data path moved there and ``generate.n_leads`` set; the demo has about 25 events per lead). Each
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import shutil
 import subprocess
@@ -37,7 +39,10 @@ def params_file(out: Path, leads: int, processed: str = "processed", sample_rate
     build and reports go to their own folders, so the full run's outputs stay)."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["data"] = {
+        # the generator writes demo_dir and the stages read source: both under ``out``, never the repo's
         "raw_dir": str(out / "raw"),
+        "demo_dir": str(out / "demo"),
+        "source": str(out / "demo"),
         "interim_dir": str(out / "interim"),
         "processed_dir": str(out / processed),
         "build_dir": str(out / "build"),
@@ -93,7 +98,25 @@ def metrics(reports: Path) -> dict:
     return {t: {k: m[t]["model"][k] for k in ("roc_auc", "brier", "ece")} for t in m if "model" in m[t]}
 
 
-def run_size(leads: int, spark: bool, keep: bool, sample_rate: float | None) -> list[dict]:
+def _spin() -> None:
+    while True:
+        pass
+
+
+def busy_train(params: Path, leads: int, spinners: int) -> dict:
+    """The train stage again, with ``spinners`` busy-looping processes beside it (a shared machine)."""
+    procs = [mp.Process(target=_spin, daemon=True) for _ in range(spinners)]
+    for p in procs:
+        p.start()
+    try:
+        seconds, gb = measure([CLI, "train", "--params", str(params)])
+    finally:
+        for p in procs:
+            p.terminate()
+    return {"leads": leads, "engine": f"duckdb, +{spinners} spinning processes", "stage": "train", "s": seconds, "gb": gb, "load": load()}
+
+
+def run_size(leads: int, spark: bool, keep: bool, sample_rate: float | None, busy: int = 0) -> list[dict]:
     out = ROOT / "benchmarks" / "out" / "scale" / str(leads)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -111,6 +134,9 @@ def run_size(leads: int, spark: bool, keep: bool, sample_rate: float | None) -> 
             rows.append({"leads": leads, "engine": "pyspark local[*]", "stage": stage, "s": seconds, "gb": gb, "load": load()})
             print(json.dumps(rows[-1]), flush=True)
     rows[STAGES.index("evaluate")]["metrics"] = metrics(out / "reports")
+    if busy:
+        rows.append(busy_train(params, leads, busy))
+        print(json.dumps(rows[-1]), flush=True)
     if sample_rate is not None:
         sampled = params_file(out, leads, sample_rate=sample_rate)
         shutil.copytree(out / "reports", out / f"reports-sampled-{sample_rate}")  # snapshots/validation reports
@@ -162,10 +188,11 @@ def main() -> None:
     ap.add_argument("--spark", action="store_true", help="also run snapshots + features on Spark (smallest size)")
     ap.add_argument("--keep", action="store_true", help="keep the generated data and outputs")
     ap.add_argument("--sample-rate", type=float, default=None, help="also train + evaluate with this negative_sample_rate")
+    ap.add_argument("--busy", type=int, default=0, help="also train with this many spinning processes beside it")
     args = ap.parse_args()
     rows = []
     for i, leads in enumerate(args.leads):
-        rows += run_size(leads, spark=args.spark and i == 0, keep=args.keep, sample_rate=args.sample_rate)
+        rows += run_size(leads, spark=args.spark and i == 0, keep=args.keep, sample_rate=args.sample_rate, busy=args.busy)
     text = table(rows)
     print(text)
     out = ROOT / "benchmarks" / "out"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,26 @@ def batches(expr: ir.Table, batch_rows: int) -> Iterator[pa.RecordBatch]:
     else:
         reader = expr.to_pyarrow_batches(chunk_size=batch_rows)
     yield from reader
+
+
+def fixed_chunks(stream: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """Re-cut a stream of batches into tables of exactly ``rows`` rows (the last one may be shorter).
+
+    Engines choose their own batch sizes; fixed chunks make per-chunk work in Python (and its floating
+    point) independent of the engine.
+    """
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in stream:
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= rows:
+            table = pa.Table.from_batches(pending).combine_chunks()
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield pa.Table.from_batches(pending)
 
 
 def write_parquet(

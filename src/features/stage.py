@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from math import nan
 from pathlib import Path
 
 import ibis
@@ -10,16 +12,26 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from leadscore.config import Params
-from leadscore.data.parquet import arrow_table, write_parquet
-from leadscore.engine import batches, read_parquet, scratch_table, session
+from leadscore.config import Params, TargetParams
+from leadscore.data.parquet import ROW_GROUP_ROWS, arrow_table, write_frames
+from leadscore.engine import batches, fixed_chunks, read_parquet, scratch_table, session
 from leadscore.features.attributes import lead_attributes
 from leadscore.features.batch import KEYS, aggregates_expr, assemble
-from leadscore.features.snapshots import SPLITS, build_examples
+from leadscore.features.snapshots import COLUMNS, SPLITS, examples_expr, split_calendar
 from leadscore.features.spec import FeatureSpec
 from leadscore.progress import progress
 
 TRUTH_FILE = Path("_truth") / "lead_truth.parquet"
+#: The column types of a snapshot table, whatever the engine returns.
+EXAMPLE_SCHEMA = pa.schema(
+    [
+        ("lead_id", pa.string()),
+        ("snapshot_ts", pa.timestamp("us")),
+        ("label", pa.int8()),
+        ("label_ts", pa.timestamp("us")),
+        ("split", pa.string()),
+    ]
+)
 
 
 def read_interim(params: Params, tables: tuple[str, ...]) -> dict[str, pd.DataFrame]:
@@ -41,6 +53,12 @@ def features_path(params: Params, target: str, split: str) -> Path:
     return params.data.processed_dir / target / f"{split}.parquet"
 
 
+def _timestamp(value: object) -> pd.Timestamp:
+    """A scalar from the engine as a naive UTC timestamp in microseconds."""
+    ts = pd.Timestamp(value)
+    return (ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts).as_unit("us")
+
+
 def export_end(con: ibis.BaseBackend, interim_dir: Path) -> pd.Timestamp:
     """The effective export time: the latest timestamp in leads, events and stage history.
 
@@ -50,51 +68,90 @@ def export_end(con: ibis.BaseBackend, interim_dir: Path) -> pd.Timestamp:
     for table, column in (("leads", "created_at"), ("events", "ts"), ("stage_history", "ts")):
         value = read_parquet(con, interim_dir / f"{table}.parquet")[column].max().to_pyarrow().as_py()
         if value is not None:
-            latest.append(pd.Timestamp(value).tz_localize(None) if pd.Timestamp(value).tzinfo else value)
-    return pd.Timestamp(max(latest)).as_unit("us")
+            latest.append(_timestamp(value))
+    return max(latest)
+
+
+def split_stats(examples: ibis.Table) -> dict[str, dict]:
+    """Per split: examples, leads and the base rate (one small aggregate comes back from the engine)."""
+    stats = examples.group_by("split").aggregate(
+        n=examples.count(), leads=examples.lead_id.nunique(), positives=examples.label.sum()
+    )
+    found = {row["split"]: row for row in stats.to_pyarrow().to_pylist()}
+    out = {}
+    for split in SPLITS:
+        row = found.get(split, {"n": 0, "leads": 0, "positives": 0})
+        n = int(row["n"])
+        # the mean of 0/1 labels, as pandas computes it (NaN for an empty split)
+        base_rate = int(row["positives"]) / n if n else nan
+        out[split] = {"n": n, "leads": int(row["leads"]), "base_rate": base_rate}
+    return out
+
+
+def _example_frames(
+    rows: ibis.Table,
+    batch_rows: int,
+    truth: pd.DataFrame | None,
+    stage_history: pd.DataFrame | None,
+    target: TargetParams,
+) -> Iterator[pd.DataFrame]:
+    """Stream sorted examples from the engine as frames, with the oracle's probability on demo data.
+
+    Frames are one Parquet row group each, cut at the same rows whatever the engine's batches: the
+    oracle's floating point then depends only on the rows (a single frame up to 1M examples).
+    """
+    for chunk in fixed_chunks(batches(rows, batch_rows), ROW_GROUP_ROWS):
+        # Cast to one schema, so every engine hands over the same column types.
+        part = chunk.select(list(COLUMNS)).cast(EXAMPLE_SCHEMA).to_pandas().astype({"split": "string"})
+        if truth is not None and stage_history is not None:
+            # Demo data only: the generator's exact probability, so reports can show the ceiling.
+            from leadscore.data.generate import true_probability
+
+            part["oracle_p"] = true_probability(truth, stage_history, part, target.stage, target.horizon_days)
+        yield part
 
 
 def run_snapshots(params: Params) -> dict[str, dict]:
-    """Write labelled, split examples per target (+ the oracle's probability on demo data)."""
+    """Write labelled, split examples per target (+ the oracle's probability on demo data).
+
+    The examples are built in the engine (``examples_expr``) and kept there as a scratch table; the
+    split counts come back as one small aggregate and the rows stream to Parquet in batches, so no
+    per-lead table is held in this process (except on demo data: the generator's truth table and the
+    stage history, for the oracle).
+    """
     interim = params.data.interim_dir
-    # Per-lead tables (one row per lead, a few stage rows per lead): only the columns the labels need.
-    leads = pd.read_parquet(interim / "leads.parquet", columns=["lead_id", "created_at"])
-    stage_history = pd.read_parquet(interim / "stage_history.parquet", columns=["lead_id", "stage", "ts"])
-    if params.validate_.export_time:
-        end = pd.Timestamp(params.validate_.export_time)
-        if end.tzinfo is not None:   # "...Z", "+02:00": tables hold naive UTC
-            end = end.tz_convert("UTC").tz_localize(None)
-    else:
-        with session(params) as con:
-            end = export_end(con, interim)
     truth_path = params.data.source / TRUTH_FILE
     truth = pd.read_parquet(truth_path) if truth_path.exists() else None
-    summary: dict[str, dict] = {"export_end": str(end)}
-    with progress() as bar:
+    oracle_stages = (
+        pd.read_parquet(interim / "stage_history.parquet", columns=["lead_id", "stage", "ts"])
+        if truth is not None
+        else None
+    )
+    with session(params) as con, progress() as bar:
+        leads = read_parquet(con, interim / "leads.parquet").select("lead_id", "created_at")
+        stages = read_parquet(con, interim / "stage_history.parquet").select("lead_id", "stage", "ts")
+        if params.validate_.export_time:
+            end = _timestamp(params.validate_.export_time)   # "...Z", "+02:00": tables hold naive UTC
+        else:
+            end = export_end(con, interim)
+        first_created = _timestamp(leads.created_at.min().to_pyarrow().as_py())
+        summary: dict[str, dict] = {"export_end": str(end)}
         task = bar.add_task("snapshots", total=len(params.snapshots.targets))
         for name, target in params.snapshots.targets.items():
-            examples, bounds = build_examples(leads, stage_history, end, params.snapshots, target)
-            if truth is not None:
-                # Demo data only: the generator's exact probability, so reports can show the ceiling.
-                from leadscore.data.generate import true_probability
-
-                examples["oracle_p"] = true_probability(
-                    truth, stage_history, examples, target.stage, target.horizon_days
-                )
-            path = snapshots_path(params, name)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_parquet(examples, path)
+            calendar, bounds = split_calendar(first_created, end, params.snapshots, target)
+            expr = examples_expr(leads, stages, ibis.memtable(calendar), params.snapshots, target)
+            with scratch_table(con, expr, f"examples_{name}") as examples:
+                stats = split_stats(examples)
+                rows = examples.order_by([examples.snapshot_ts, examples.lead_id])
+                frames = _example_frames(rows, params.engine.batch_rows, truth, oracle_stages, target)
+                path = snapshots_path(params, name)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                empty = EXAMPLE_SCHEMA.empty_table().to_pandas().astype({"split": "string"})
+                write_frames(frames, path, empty)
             summary[name] = {
                 "horizon_days": target.horizon_days,
                 "bounds": {s: [str(a), str(b)] for s, (a, b) in vars(bounds).items()},
-                **{
-                    s: {
-                        "n": int((examples.split == s).sum()),
-                        "leads": int(examples.loc[examples.split == s, "lead_id"].nunique()),
-                        "base_rate": float(examples.loc[examples.split == s, "label"].mean()),
-                    }
-                    for s in SPLITS
-                },
+                **stats,
             }
             bar.advance(task)
     params.data.reports_dir.mkdir(parents=True, exist_ok=True)

@@ -376,20 +376,34 @@ def sample_negatives(batch: pa.RecordBatch, rate: float, seed: int) -> pa.Record
     return batch.filter(pa.array(keep))
 
 
+def negative_rate(path: Path, params: TrainParams) -> float:
+    """The share of the training slice's negatives to keep: ``train.negative_sample_rate``, lowered so
+    that at most ``train.max_negatives`` are kept (reads the label column only)."""
+    rate = params.negative_sample_rate
+    if params.max_negatives is None:
+        return rate
+    labels = pq.read_table(path, columns=["label"]).column("label").to_numpy()
+    negatives = int((labels == 0).sum())
+    # Past the cap, more negatives mostly add training time, not accuracy: the calibrator (fitted on
+    # the whole calibration slice) restores the real base rate, as with a chosen sample rate.
+    return min(rate, params.max_negatives / negatives) if negatives else rate
+
+
 def read_split(path: Path, spec: FeatureSpec, params: TrainParams, training: bool) -> pd.DataFrame:
     """One feature table, only the needed columns, streamed in row groups.
 
     For the training slice, model features are kept as float32 (half the memory; training bins them
-    anyway) and, with ``train.negative_sample_rate`` < 1, negatives are sampled while reading. The
+    anyway) and negatives are sampled while reading at ``negative_rate`` when it is below 1. The
     calibration and test slices are always read whole, in float64, so calibration and evaluation see
     the real class balance and the bundle's exact inputs.
     """
     file = pq.ParquetFile(path)
     columns = frame_columns(spec, file.schema_arrow.names)
+    rate = negative_rate(path, params) if training else 1.0
     parts = []
     for batch in file.iter_batches(batch_size=200_000, columns=columns):
-        if training and params.negative_sample_rate < 1:
-            batch = sample_negatives(batch, params.negative_sample_rate, params.seed)
+        if rate < 1:
+            batch = sample_negatives(batch, rate, params.seed)
         part = batch.to_pandas()
         if training:
             numeric = [c for c in spec.model_features if c not in spec.categorical and c in part.columns]
@@ -442,6 +456,10 @@ def run_train(params: Params) -> dict[str, Any]:
     with progress() as bar:
         task = bar.add_task("train", total=len(params.snapshots.targets))
         result = train_all(frames, params, bar=(bar, task))
+    for target, summary in result.summary["targets"].items():
+        rate = negative_rate(params.data.processed_dir / target / "train.parquet", params.train)
+        if rate < 1:  # recorded only when negatives were sampled
+            summary["negative_sample_rate"] = rate
     write_result(result, train_dir(params))
     write_attribute_report(leakage, train_dir(params))
     return result.summary

@@ -1,12 +1,12 @@
 """The data stages on Spark (local mode) give the same tables as on DuckDB, cell by cell.
 
 Small demo data is generated once, with bad events mixed in (unknown type, unparseable and future
-timestamps, a duplicate, an unknown lead, an event long before its lead); validate, snapshots and
-features then run through the real stage functions twice, with ``engine.backend`` duckdb and pyspark,
-into separate folders. Every column of every validated table, quarantine, snapshot and feature table is
-compared (floats to 1e-9 relative). The run must leave no scratch view
-in the Spark catalog and no table in a Spark warehouse (scratch tables are session-local temp views).
-"""
+timestamps, a duplicate, an unknown lead, an event long before its lead); validate, snapshots (labels,
+label times and slices, built in the engine) and features then run through the real stage functions
+twice, with ``engine.backend`` duckdb and pyspark, into separate folders. Every column of every
+validated table, quarantine, snapshot and feature table is compared (floats to 1e-9 relative). The run
+must leave no scratch view in the Spark catalog and no table in a Spark warehouse (scratch tables are
+session-local temp views)."""
 
 from __future__ import annotations
 
@@ -118,6 +118,10 @@ def test_data_stages_on_spark_equal_duckdb(tmp_path: Path) -> None:
         "event_before_lead_created",
         "missing_value:lead_id",
     }
+    for name in ("snapshots/sql", "snapshots/closed_won"):  # labels and slices: not a vacuous comparison
+        assert set(duck[name]["split"]) == {"train", "calibration", "test"}, name
+        assert 0 < duck[name]["label"].sum() < len(duck[name]), name
+        assert duck[name]["label_ts"].notna().any(), name
     for name, expected in duck.items():
         assert len(expected) > 0 or name.startswith("quarantine/"), name
         assert_frame_equal(spark_tables[name], expected, check_exact=False, rtol=1e-9, obj=name)

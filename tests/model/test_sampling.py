@@ -45,3 +45,22 @@ def test_is_deterministic_and_independent_of_batching() -> None:
     pd.testing.assert_frame_equal(whole, halves)
     other_seed = sample_negatives(batch, 0.3, seed=8).to_pandas()
     assert set(other_seed.lead_id) != set(whole.lead_id)
+
+
+def test_max_negatives_lowers_the_rate_to_the_cap(tmp_path) -> None:
+    from leadscore.config import TrainParams
+    from leadscore.data.parquet import write_parquet
+    from leadscore.models.train import negative_rate
+
+    frame = _batch().to_pandas()
+    path = tmp_path / "train.parquet"
+    write_parquet(frame, path)
+    negatives = int((frame.label == 0).sum())
+    assert negative_rate(path, TrainParams()) == 1.0  # no cap: every row
+    assert negative_rate(path, TrainParams(max_negatives=negatives)) == 1.0
+    capped = negative_rate(path, TrainParams(max_negatives=negatives // 4))
+    assert capped == (negatives // 4) / negatives
+    kept = sample_negatives(_batch(), capped, seed=7).to_pandas()
+    assert abs((kept.label == 0).sum() - negatives // 4) < 0.05 * negatives / 4
+    # a chosen rate below the cap's wins
+    assert negative_rate(path, TrainParams(max_negatives=negatives // 4, negative_sample_rate=0.1)) == 0.1

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from leadscore.config import EngineParams
-from leadscore.engine import ENGINE_ENV, backend_name, batches, connect, scratch_table
+from leadscore.engine import ENGINE_ENV, backend_name, batches, connect, fixed_chunks, scratch_table
 from leadscore.runtime import available_cpus, threads_or_default
 from tests.model.synthetic import tmp_params
 
@@ -54,6 +56,16 @@ def test_batches_stream_in_order_and_bounded(tmp_path) -> None:
     assert max(b.num_rows for b in got) <= 1000
     values = [v for b in got for v in b.column("i").to_pylist()]
     assert values == list(range(9_999, -1, -1))
+
+
+def test_fixed_chunks_cut_uneven_batches_at_the_same_rows() -> None:
+    sizes = [3, 700, 1, 1500, 296]
+    start = [0, *np.cumsum(sizes)]
+    stream = [pa.record_batch({"i": np.arange(a, a + n)}) for a, n in zip(start, sizes, strict=False)]
+    chunks = list(fixed_chunks(iter(stream), 1000))
+    assert [c.num_rows for c in chunks] == [1000, 1000, 500]
+    assert np.concatenate([c.column("i").to_numpy() for c in chunks]).tolist() == list(range(2500))
+    assert list(fixed_chunks(iter([]), 1000)) == []
 
 
 def test_threads_default_to_the_cpus_this_process_may_use() -> None:

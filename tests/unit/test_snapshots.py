@@ -10,8 +10,15 @@ import pytest
 from leadscore.config import SnapshotParams, TargetParams, load_params
 from leadscore.features.attributes import lead_attributes
 from leadscore.features.batch import build_features
-from leadscore.features.snapshots import build_examples, split_bounds
+from leadscore.features.snapshots import (
+    SPLITS,
+    build_examples,
+    first_stage_times,
+    snapshot_calendar,
+    split_bounds,
+)
 from leadscore.features.spec import FeatureSpec
+from tests.model.synthetic import tmp_params
 
 PARAMS = load_params("params.yaml")
 SQL = TargetParams(stage="sql", horizon_days=90, past_stages=("sql", "opportunity", "closed_won"))
@@ -72,6 +79,87 @@ def _random_world(seed: int, n_leads: int = 300, days: int = 900) -> dict[str, p
         }
     )
     return {"leads": leads, "events": events, "stage_history": stage_history, "accounts": accounts}
+
+
+def _reference_examples(
+    leads: pd.DataFrame,
+    stage_history: pd.DataFrame,
+    end: pd.Timestamp,
+    params: SnapshotParams,
+    target: TargetParams,
+) -> pd.DataFrame:
+    """The rules of the module docstring written out in pandas, row by row of the calendar (the
+    implementation before the labels moved into the engine): the engine's expression must agree."""
+    horizon = pd.Timedelta(days=target.horizon_days)
+    calendar = snapshot_calendar(leads["created_at"].min(), end, params)
+    calendar = calendar[calendar + horizon <= end]
+    bounds = split_bounds(calendar[0], calendar[-1], target.horizon_days, params)
+    age = np.timedelta64(params.max_lead_age_days, "D")
+    created = leads["created_at"].to_numpy()
+    pieces = []
+    for t in calendar.to_numpy():
+        alive = (created < t) & (t - created <= age)
+        pieces.append(pd.DataFrame({"lead_id": leads["lead_id"].to_numpy()[alive], "snapshot_ts": t}))
+    ex = pd.concat(pieces, ignore_index=True)
+    past = first_stage_times(stage_history, target.past_stages)
+    ex = ex[~(ex["lead_id"].map(past) <= ex["snapshot_ts"])].copy()
+    reached = first_stage_times(stage_history, [target.stage])
+    ex["label_ts"] = ex["lead_id"].map(reached).astype("datetime64[us]")
+    window = (ex["label_ts"] > ex["snapshot_ts"]) & (ex["label_ts"] <= ex["snapshot_ts"] + horizon)
+    ex["label"] = window.astype(np.int8)
+    ex["split"] = bounds.label(ex["snapshot_ts"])
+    ex = ex[ex["split"].notna()].sort_values(["snapshot_ts", "lead_id"], kind="stable")
+    ex = ex[ex["split"] == ex.groupby("lead_id")["split"].transform("first")].reset_index(drop=True)
+    return ex[["lead_id", "snapshot_ts", "label", "label_ts", "split"]]
+
+
+@pytest.mark.parametrize(
+    ("seed", "overrides"),
+    [(4, {}), (5, {"max_lead_age_days": 120}), (6, {"warmup_days": 0, "every_days": 7})],
+)
+def test_engine_examples_match_the_rules_written_in_pandas(seed: int, overrides: dict) -> None:
+    world = _random_world(seed)
+    # stage rows of every kind, some leads with several, some before creation: the past/target rules
+    extra = world["stage_history"].sample(frac=0.5, random_state=seed).assign(stage="closed_lost")
+    stages = pd.concat([world["stage_history"], extra], ignore_index=True)
+    params = SnapshotParams.model_validate({**PARAMS.snapshots.model_dump(), **overrides})
+    end = world["events"].ts.max()
+    for target in (SQL, TargetParams(stage="closed_lost", horizon_days=60, past_stages=("closed_lost",))):
+        got, _ = build_examples(world["leads"], stages, end, params, target)
+        expected = _reference_examples(world["leads"], stages, end, params, target)
+        assert len(got) > 100
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_exact=True)
+
+
+def test_stage_streams_the_same_examples_and_counts(tmp_path, monkeypatch) -> None:
+    """The stage (engine scratch table, streamed in small batches and row groups) writes what
+    ``build_examples`` returns, and its split counts are those of the written rows."""
+    import leadscore.data.parquet as parquet
+    import leadscore.features.stage as stage
+    from leadscore.data.parquet import write_parquet
+
+    monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 1500)
+    monkeypatch.setattr(stage, "ROW_GROUP_ROWS", 1500)
+    world = _random_world(7, n_leads=700)
+    params = tmp_params(tmp_path, **{"engine.batch_rows": 1000})
+    params.data.interim_dir.mkdir(parents=True)
+    for name in ("leads", "events", "stage_history"):
+        write_parquet(world[name], params.data.interim_dir / f"{name}.parquet")
+    summary = stage.run_snapshots(params)
+    end = max(world["events"].ts.max(), world["stage_history"].ts.max(), world["leads"].created_at.max())
+    assert summary["export_end"] == str(end)
+    for name, target in params.snapshots.targets.items():
+        written = pd.read_parquet(stage.snapshots_path(params, name))
+        sh = world["stage_history"]
+        expected, bounds = build_examples(world["leads"], sh, end, params.snapshots, target)
+        assert len(written) > 1500  # more than one row group
+        pd.testing.assert_frame_equal(written, expected, check_exact=True)
+        assert summary[name]["bounds"]["test"] == [str(bounds.test[0]), str(bounds.test[1])]
+        for split in SPLITS:
+            rows = written[written.split == split]
+            assert summary[name][split] == {
+                "n": len(rows), "leads": rows.lead_id.nunique(), "base_rate": float(rows.label.mean())
+            }
 
 
 def test_labels_window_and_exclusions() -> None:
