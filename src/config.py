@@ -211,7 +211,7 @@ class TrainParams(_Section):
     # brings the probabilities back to the real base rate (docs/scale.md).
     negative_sample_rate: float = Field(1.0, gt=0, le=1)
     # at most this many of the training slice's negatives (sampled as above); null: no cap
-    max_negatives: int | None = Field(None, ge=1)
+    max_negatives: int | None = Field(1_000_000, ge=1)
     # lead / account attributes the leakage guard flags but you know are filled in before the outcome
     allow_columns: tuple[str, ...] = ()
 
