@@ -658,7 +658,9 @@ def missing_mask(column: object) -> np.ndarray:
         return np.isnan(arr)
     if arr.dtype.kind in "iub":
         return np.zeros(len(arr), dtype=bool)
-    return np.fromiter((_missing(v) for v in arr), dtype=bool, count=len(arr))
+    # text: decide once per distinct value (few per column), then index; None/NaN get code -1 (missing)
+    codes, uniques = pd.factorize(arr, use_na_sentinel=True)
+    return np.append([_missing(v) for v in uniques], True).astype(bool)[codes]
 
 
 def informative_missing(
