@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,18 +22,12 @@ from leadscore.models.evaluate import run_evaluate
 from leadscore.models.registry import flatten_metrics, flatten_params, run_publish
 from leadscore.models.train import run_train
 from tests.model.synthetic import synthetic_frames, tmp_params, write_processed
-from tests.procs import stop_group
+from tests.procs import free_port, stop_group
 
 pytestmark = pytest.mark.slow
 
 MODEL = "lead-propensity"
 RAW_MD5 = "0123456789abcdef0123456789abcdef.dir"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +55,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Params:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real MLflow tracking server (SQLite backend, proxied artifacts) on a free loopback port."""
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+    port = free_port()
     mlflow_cli = Path(sys.executable).with_name("mlflow")
     log = (root / "server.log").open("w")
     proc = subprocess.Popen(

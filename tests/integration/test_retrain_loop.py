@@ -18,7 +18,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ import pytest
 
 from leadscore.config import Params
 from tests.model.synthetic import tmp_params
-from tests.procs import stop_group
+from tests.procs import free_port, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -62,12 +61,6 @@ WORSE = {
 }  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait(proc: subprocess.Popen, url: str, log: Path, what: str) -> None:
     deadline = time.monotonic() + 120
     while True:
@@ -84,12 +77,10 @@ def _wait(proc: subprocess.Popen, url: str, log: Path, what: str) -> None:
         time.sleep(0.5)
 
 
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("mlflow-loop")
-    port = _free_port()
+    port = free_port()
     log = root / "server.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -136,7 +127,7 @@ class Server:
     """``leadscore serve --model models:/lead-propensity@champion`` as a real uvicorn process."""
 
     def __init__(self, root: Path, tracking: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = root / "serve.log"
         env = {

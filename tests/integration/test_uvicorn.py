@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import pandas as pd
 import pytest
 
 from leadscore.config import Params
+from tests.procs import free_port
 from tests.serve.pipeline import (
     ROOT,
     payloads_at,
@@ -40,12 +40,6 @@ KEY = "uvicorn-test-key-0123456789"
 REQUESTS = 300
 THREADS = 8
 LOAD_SECONDS = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +60,7 @@ def payloads(pipeline: Params) -> list[dict]:
 def server(pipeline: Params, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str, Path]]:
     live = tmp_path / "models"
     shutil.copytree(pipeline.data.models_dir, live)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "LEADSCORE_BUNDLE_DIR": str(live),

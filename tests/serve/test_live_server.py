@@ -32,6 +32,7 @@ from schemathesis.generation.modes import GenerationMode
 
 from leadscore.config import Params
 from leadscore.models.bundle import MANIFEST
+from tests.procs import free_port
 from tests.serve.api_helpers import metric_text
 from tests.serve.pipeline import ROOT, payloads_at, read_interim, shared_pipeline
 
@@ -43,12 +44,6 @@ AUTH = {"X-API-Key": KEY}
 #: the four operations with inputs x 2 modes x 130 give the >= 1,000 cases)
 EXAMPLES = 130
 MIN_CASES = 1000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -91,7 +86,7 @@ def start(pipeline: Params, tmp_path: Path) -> Iterator[Callable[..., Server]]:
     def run(**overrides: object) -> Server:
         live = tmp_path / f"models{len(started)}"
         shutil.copytree(pipeline.data.models_dir, live)
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "LEADSCORE_BUNDLE_DIR": str(live),
