@@ -45,7 +45,7 @@ from leadscore.features.encode import MatrixEncoder, fit_categories
 from leadscore.features.spec import FeatureSpec
 from leadscore.models.calibrate import Calibrator, fit_calibrator
 from leadscore.models.chain import SQL_RANK, chain_consistent
-from leadscore.models.reasons import informative_missing
+from leadscore.models.missing import informative_missing
 from leadscore.progress import progress
 from leadscore.runtime import threads_or_default
 

@@ -139,7 +139,7 @@ def test_missing_values_are_reasons_only_where_the_bundle_says(
 ) -> None:
     """The API's reasons use the bundle's informative-missing map (measured on the training slice, the
     same map the explanation report uses): a missing value is a reason only in the map's direction."""
-    from leadscore.models.reasons import missing_mask
+    from leadscore.models.missing import missing_mask
     from leadscore.serve.payload import prepare
 
     model = PipelineModel.load(bundle_dir)

@@ -210,7 +210,7 @@ def test_no_reason_twice_for_one_lead(builder: ReasonBuilder, spec) -> None:
 def test_missing_values_are_reasons_only_where_missingness_is_informative(
     builder: ReasonBuilder, spec
 ) -> None:
-    from leadscore.models.reasons import missing_mask
+    from leadscore.models.missing import missing_mask
 
     contrib, values = _messy(spec)
     gone = {f: missing_mask(values[f]) for f in spec.model_features}
@@ -236,7 +236,7 @@ def test_missing_values_are_reasons_only_where_missingness_is_informative(
 
 
 def test_informative_missing_measures_the_gap() -> None:
-    from leadscore.models.reasons import informative_missing
+    from leadscore.models.missing import informative_missing
 
     rng = np.random.default_rng(5)
     n = 4000
