@@ -8,11 +8,9 @@ what an atomic swap means.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,9 +22,8 @@ import pandas as pd
 import pytest
 
 from leadscore.config import Params
-from tests.procs import free_port
+from tests.procs import start_api
 from tests.serve.pipeline import (
-    ROOT,
     payloads_at,
     read_interim,
     rewrite_bundle,
@@ -60,41 +57,14 @@ def payloads(pipeline: Params) -> list[dict]:
 def server(pipeline: Params, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str, Path]]:
     live = tmp_path / "models"
     shutil.copytree(pipeline.data.models_dir, live)
-    port = free_port()
-    env = {
-        **os.environ,
-        "LEADSCORE_BUNDLE_DIR": str(live),
-        "LEADSCORE_API_KEY": KEY,
-        "LEADSCORE_HOST": "127.0.0.1",
-        "LEADSCORE_PORT": str(port),
-        "LEADSCORE_LOG_LEVEL": "warning",
-    }
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "leadscore.serve.main"],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc, port = start_api(live, tmp_path / "server.log", KEY, timeout=60, log_level="warning")
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, (tmp_path / "server.log").read_text()
-        try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "server not ready within 60 s"
-        time.sleep(0.2)
     try:
         yield proc, url, live
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-        log.close()
 
 
 def _checksum(url: str) -> str:

@@ -9,12 +9,10 @@ generous limit so a busy machine cannot fail them, and no test asserts how fast 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,9 +30,9 @@ from schemathesis.generation.modes import GenerationMode
 
 from leadscore.config import Params
 from leadscore.models.bundle import MANIFEST
-from tests.procs import free_port
+from tests.procs import start_api
 from tests.serve.api_helpers import metric_text
-from tests.serve.pipeline import ROOT, payloads_at, read_interim, shared_pipeline
+from tests.serve.pipeline import payloads_at, read_interim, shared_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -86,33 +84,11 @@ def start(pipeline: Params, tmp_path: Path) -> Iterator[Callable[..., Server]]:
     def run(**overrides: object) -> Server:
         live = tmp_path / f"models{len(started)}"
         shutil.copytree(pipeline.data.models_dir, live)
-        port = free_port()
-        env = {
-            **os.environ,
-            "LEADSCORE_BUNDLE_DIR": str(live),
-            "LEADSCORE_API_KEY": KEY,
-            "LEADSCORE_HOST": "127.0.0.1",
-            "LEADSCORE_PORT": str(port),
-            "LEADSCORE_LOG_LEVEL": "info",
-            **{f"LEADSCORE_{k.upper()}": str(v) for k, v in overrides.items()},
-        }
         log = tmp_path / f"server{len(started)}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "leadscore.serve.main"], env=env, cwd=ROOT, stdout=out, stderr=out
-            )
+        proc, port = start_api(live, log, KEY, **overrides)
         server = Server(proc, f"http://127.0.0.1:{port}", port, live, log)
         started.append(server)
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, server.log_text()
-            try:
-                if httpx.get(f"{server.url}/ready", timeout=2).status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server not ready within 120 s"
-            time.sleep(0.2)
+        return server
 
     yield run
     for server in started:
